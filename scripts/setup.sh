@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Prepare a machine for mcpbox's tests, demo and benchmarks, from nothing:
+# Docker engine, the offline Debian base image, and the images the tests use.
+# Idempotent: every step checks first, so a second run takes seconds.
+#
+# No container registry is reachable here, so nothing is pulled: the base image
+# is debootstrapped from Debian packages and server packages are downloaded on
+# the host, then installed into images with `docker build --network none`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE="${MCPBOX_CACHE:-/var/cache/mcpbox}"
+BASE_IMAGE="mcpbox/base:bookworm"
+TIME_VERSION="2026.10.19"
+TIME_IMAGE="mcpbox/time:${TIME_VERSION}"
+HOSTILE_IMAGE="mcpbox/hostile:test"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+need_root() { [ "$(id -u)" = 0 ] || { log "must run as root to $1"; exit 1; }; }
+
+apt_install() {
+    need_root "install $*"
+    if [ -z "${_APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        _APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_packages() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    # The real-keyring tests need a Secret Service: gnome-keyring in a dbus session.
+    command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
+    command -v dbus-run-session >/dev/null || missing+=(dbus dbus-x11)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
+ensure_engine() {
+    if docker info >/dev/null 2>&1; then
+        return
+    fi
+    need_root "start dockerd"
+    log "starting dockerd"
+    # setsid: the engine must outlive this script and the make that ran it.
+    setsid nohup dockerd >/var/log/mcpbox-dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && return
+        sleep 1
+    done
+    log "dockerd did not answer within 60s; see /var/log/mcpbox-dockerd.log"
+    tail -20 /var/log/mcpbox-dockerd.log >&2 || true
+    exit 1
+}
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+ensure_base_image() {
+    have_image "$BASE_IMAGE" && return
+    need_root "debootstrap the base image"
+    local dir="$CACHE/rootfs"
+    log "building $BASE_IMAGE with debootstrap (about a minute)"
+    rm -rf "$dir"
+    mkdir -p "$CACHE"
+    debootstrap --variant=minbase --include=python3,python3-venv,nodejs,ca-certificates \
+        bookworm "$dir" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+        || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
+    # Package caches and docs only make the image bigger and slower to start.
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
+        "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
+    tar -C "$dir" -c . | docker import \
+        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        -c 'ENV LANG=C.UTF-8' \
+        - "$BASE_IMAGE" >/dev/null
+    rm -rf "$dir"
+}
+
+# Wheels for Python 3.11 on this architecture, whatever the host's Python is.
+download_wheels() {
+    local dest="$1"; shift
+    mkdir -p "$dest"
+    local arch; arch="$(uname -m)"
+    python3 -m pip download --quiet --disable-pip-version-check --dest "$dest" \
+        --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+        --platform "manylinux2014_${arch}" --platform "manylinux_2_17_${arch}" \
+        --platform "manylinux_2_28_${arch}" --platform "manylinux_2_34_${arch}" \
+        --platform "linux_${arch}" --platform any "$@" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+}
+
+ensure_time_image() {
+    have_image "$TIME_IMAGE" && return
+    local ctx="$CACHE/build-time"
+    rm -rf "$ctx"; mkdir -p "$ctx"
+    log "downloading mcp-server-time==$TIME_VERSION"
+    download_wheels "$ctx/wheels" "mcp-server-time==$TIME_VERSION"
+    ls "$ctx"/wheels/mcp_server_time-*.whl >/dev/null
+    cp "$ROOT/images/time/Dockerfile" "$ctx/Dockerfile"
+    log "building $TIME_IMAGE offline"
+    docker build --quiet --network none --build-arg "VERSION=$TIME_VERSION" -t "$TIME_IMAGE" "$ctx" >/dev/null
+    rm -rf "$ctx"
+}
+
+ensure_hostile_image() {
+    # Always rebuilt: the layer cache makes an unchanged server a no-op.
+    docker build --quiet --network none -t "$HOSTILE_IMAGE" "$ROOT/tests/images/hostile" >/dev/null
+}
+
+main() {
+    ensure_packages
+    ensure_engine
+    ensure_base_image
+    ensure_time_image
+    ensure_hostile_image
+    log "ready: $(docker version --format 'engine {{.Server.Version}}') with $BASE_IMAGE, $TIME_IMAGE, $HOSTILE_IMAGE"
+}
+
+main "$@"

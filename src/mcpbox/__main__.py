@@ -1,0 +1,5 @@
+import sys
+
+from mcpbox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Command line: a thin layer that parses, makes one core call, and renders.
+
+`main` is the one place where MCPBoxError is caught and turned into a sentence
+and an exit code; nothing below it prints tracebacks at users.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mcpbox.errors import MCPBoxError  # noqa: PLC0415
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        from mcpbox.cli.app import app  # noqa: PLC0415
+
+        result = app(args=args, prog_name="mcpbox", standalone_mode=False)
+    except MCPBoxError as error:
+        print(f"mcpbox: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - click's own usage errors arrive here
+        return _click_error(exc)
+    return result if isinstance(result, int) else 0
+
+
+def _click_error(exc: Exception) -> int:
+    import click  # noqa: PLC0415
+
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.Abort):
+        return 130
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return 2
+    raise exc

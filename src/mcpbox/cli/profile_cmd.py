@@ -1,0 +1,105 @@
+"""`mcpbox profile list | show NAME [--json] | validate FILE`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mcpbox.cli.output import emit_json, emit_table
+
+app = typer.Typer(help="List, inspect and check sandbox profiles.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every profile: the user's own first, then the built-ins."""
+    from mcpbox.profile import list_profiles
+
+    refs = list_profiles()
+    if as_json:
+        emit_json([{"name": r.name, "origin": r.origin, "path": str(r.path), "shadowed": r.shadowed} for r in refs])
+        return
+    emit_table(["NAME", "ORIGIN", "PATH"], [
+        (r.name, r.origin + (" (shadowed)" if r.shadowed else ""), r.path) for r in refs
+    ])
+
+
+def _effective(name: str) -> dict[str, Any]:
+    from mcpbox.profile import load_profile
+    from mcpbox.sandbox.spec import seccomp_path
+
+    profile = load_profile(name)
+    res = profile.resources
+    return {
+        "name": profile.name,
+        "source": str(profile.source),
+        "description": profile.description,
+        "image": profile.image,
+        "command": list(profile.command) if profile.command else None,
+        "env": dict(profile.env),
+        "container": {
+            "user": profile.user,
+            "capabilities": "all dropped",
+            "no_new_privileges": True,
+            "seccomp": str(seccomp_path(profile)),
+            "read_only_root": True,
+            "tmp": "/tmp tmpfs, noexec, nosuid, nodev, 64 MiB",
+            "network": "none",
+            "mounts": [{"source": str(m.source), "target": m.target, "mode": m.mode} for m in profile.mounts],
+            "memory_bytes": res.memory,
+            "cpus": res.cpus,
+            "pids": res.pids,
+            "init": True,
+            "ipc": "private",
+            "devices": "none",
+        },
+        "policy": dataclasses.asdict(profile.policy),
+        "log": dataclasses.asdict(profile.log),
+        "build": dataclasses.asdict(profile.build) if profile.build else None,
+        "loosens": profile.loosenings(),
+    }
+
+
+@app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Profile name or path."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The effective container settings, and every default the profile loosens."""
+    info = _effective(name)
+    if as_json:
+        emit_json(info)
+        return
+    lines = [f"profile  {info['name']}  ({info['source']})"]
+    if info["description"]:
+        lines.append(f"         {info['description']}")
+    lines += [f"image    {info['image']}", f"command  {info['command'] or '(image default)'}"]
+    if info["env"]:
+        lines.append("env      " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
+    lines.append("container")
+    for key, value in info["container"].items():
+        if key == "mounts":
+            for m in value or []:
+                lines.append(f"  mount              {m['source']} -> {m['target']} ({m['mode']})")
+            continue
+        lines.append(f"  {key:<18} {value}")
+    lines.append(f"max message bytes  {info['policy']['max_message_bytes']}")
+    lines.append(f"log payloads       {info['log']['payloads']}")
+    if info["loosens"]:
+        lines.append("loosens the defaults:")
+        lines += [f"  - {item}" for item in info["loosens"]]
+    else:
+        lines.append("loosens the defaults: nothing")
+    typer.echo("\n".join(lines))
+
+
+@app.command("validate")
+def validate(file: Path = typer.Argument(..., help="A profile YAML file.")) -> None:
+    """Check FILE strictly; exit 2 with one sentence naming the key at fault."""
+    from mcpbox.profile.load import read_profile_file
+
+    profile = read_profile_file(file)
+    typer.echo(f"{file}: valid profile {profile.name!r}")

@@ -1,0 +1,129 @@
+"""JSON-RPC 2.0 envelopes as MCP uses them, parsed once at the relay's boundary.
+
+A line that is not a JSON-RPC message is a value (:class:`Invalid`), not an
+exception: the relay logs it and decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+RequestId = str | int
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INTERNAL_ERROR = -32603
+
+
+class Kind(Enum):
+    REQUEST = "request"
+    NOTIFICATION = "notification"
+    RESPONSE = "response"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One JSON-RPC message; ``obj`` is the decoded JSON, kept for policy and logs."""
+
+    kind: Kind
+    obj: dict[str, Any]
+    method: str | None = None
+    id: RequestId | None = None
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A JSON array of messages (allowed by MCP 2025-03-26, removed later)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str
+    id: RequestId | None = None  # set when the line was a recognisable request
+
+
+Parsed = Message | Batch | Invalid
+
+
+def _valid_id(value: Any) -> bool:
+    # bool is an int subclass in Python but not a JSON-RPC id.
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def classify(obj: Any) -> Message | Invalid:
+    """Turn one decoded JSON value into a :class:`Message`, or say why it is not one."""
+    if not isinstance(obj, dict):
+        return Invalid("not a JSON object")
+    if obj.get("jsonrpc") != "2.0":
+        return Invalid('missing "jsonrpc": "2.0"', obj.get("id") if _valid_id(obj.get("id")) else None)
+    method = obj.get("method")
+    has_id = "id" in obj
+    ident = obj.get("id")
+    if method is not None:
+        if not isinstance(method, str) or not method:
+            return Invalid("method is not a non-empty string", ident if _valid_id(ident) else None)
+        params = obj.get("params")
+        if params is not None and not isinstance(params, dict | list):
+            return Invalid("params is neither an object nor an array", ident if _valid_id(ident) else None)
+        if not has_id:
+            return Message(Kind.NOTIFICATION, obj, method=method)
+        if not _valid_id(ident):
+            return Invalid("request id is neither a string nor an integer")
+        return Message(Kind.REQUEST, obj, method=method, id=ident)
+    if not has_id:
+        return Invalid("neither a request (no method) nor a response (no id)")
+    if ("result" in obj) == ("error" in obj):
+        return Invalid("a response needs exactly one of result and error")
+    if ident is not None and not _valid_id(ident):
+        return Invalid("response id is neither a string nor an integer")
+    if "error" in obj and not isinstance(obj["error"], dict):
+        return Invalid("error is not an object")
+    return Message(Kind.RESPONSE, obj, id=ident, is_error="error" in obj)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse(line: bytes) -> Parsed:
+    """Parse one newline-delimited frame (without caring about its line ending)."""
+    try:
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16/32, which the peer would not.
+        obj = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        return Invalid("not valid UTF-8")
+    except ValueError:
+        return Invalid("not valid JSON")
+    if isinstance(obj, list):
+        if not obj:
+            return Invalid("empty batch")
+        items = [classify(item) for item in obj]
+        bad = [item for item in items if isinstance(item, Invalid)]
+        if bad:
+            return Invalid(f"batch element: {bad[0].reason}")
+        return Batch(tuple(item for item in items if isinstance(item, Message)))
+    return classify(obj)
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """One newline-terminated frame; compact, and ASCII-safe for any consumer."""
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def error_response(ident: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return encode({"jsonrpc": "2.0", "id": ident, "error": error})
+
+
+def error_from(ident: RequestId | None, error: dict[str, Any]) -> bytes:
+    """A response carrying a ready-made error object (e.g. ``MCPBoxError.rpc_error()``)."""
+    return encode({"jsonrpc": "2.0", "id": ident, "error": error})

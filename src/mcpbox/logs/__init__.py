@@ -1,0 +1,1 @@
+"""Session logs: one JSONL file per `mcpbox run`."""

@@ -1,0 +1,76 @@
+"""Append-only JSONL session log, one record per message, stderr line or event.
+
+Each record is written with a single ``write(2)`` on an ``O_APPEND`` descriptor
+before the message it describes is forwarded, so a crash never hides something
+the other side already saw, and the write itself costs one system call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mcpbox import paths
+from mcpbox.errors import MCPBoxError
+
+DIRECTIONS = ("c2s", "s2c", "stderr", "event")
+MAX_TEXT = 16 * 1024  # non-JSON output is logged, but not without bound
+
+
+class SessionLog:
+    def __init__(self, path: Path, *, payloads: str = "full") -> None:
+        self.path = path
+        self.full = payloads == "full"
+        self.seq = 0
+        try:
+            paths.ensure_private_dir(path.parent)
+            # 0600: a session log can hold everything the model and the server said.
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise MCPBoxError(
+                f"cannot create the session log {path} ({exc.strerror}).",
+                "Check that $XDG_STATE_HOME (or ~/.local/state) is writable.",
+            ) from exc
+
+    @classmethod
+    def for_session(cls, session: str, *, payloads: str = "full") -> SessionLog:
+        return cls(paths.sessions_dir() / f"{session}.jsonl", payloads=payloads)
+
+    def _write(self, head: dict[str, Any], raw_json: bytes | None = None) -> None:
+        self.seq += 1
+        head = {"seq": self.seq, "t": round(time.time(), 6), **head}
+        line = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+        if raw_json is not None:
+            # The message is already valid JSON: splice its bytes in rather than re-encode it.
+            line = line[:-1] + b',"msg":' + raw_json.strip() + b"}"
+        os.write(self._fd, line + b"\n")
+
+    def message(self, direction: str, raw: bytes, *, kind: str, method: str | None, ident: Any,
+                verdict: str = "forward", reason: str | None = None) -> None:
+        head: dict[str, Any] = {"dir": direction, "kind": kind, "size": len(raw), "verdict": verdict}
+        if method is not None:
+            head["method"] = method
+        if ident is not None:
+            head["id"] = ident
+        if reason:
+            head["reason"] = reason
+        self._write(head, raw if self.full else None)
+
+    def text(self, direction: str, data: bytes, *, verdict: str, reason: str) -> None:
+        """Bytes that are not a JSON-RPC message: stderr lines, stdout noise, oversize prefixes."""
+        head: dict[str, Any] = {"dir": direction, "kind": "text", "size": len(data), "verdict": verdict,
+                                "reason": reason}
+        if self.full or direction == "stderr":
+            head["text"] = data[:MAX_TEXT].decode("utf-8", "replace").rstrip("\r\n")
+        self._write(head)
+
+    def event(self, name: str, **fields: Any) -> None:
+        self._write({"dir": "event", "event": name, **fields})
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,443 @@
+"""Finding, parsing and strictly validating profile files.
+
+Every problem is a :class:`ProfileError` naming the file, the key path and what
+was expected; nothing is started from a profile that did not load cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mcpbox import paths
+from mcpbox.errors import ProfileError
+from mcpbox.profile.model import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_SECCOMP,
+    DEFAULT_USER,
+    Build,
+    LogSettings,
+    Mount,
+    Policy,
+    Profile,
+    Resources,
+)
+
+MAX_PROFILE_BYTES = 256 * 1024
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+USER_RE = re.compile(r"^(\d+)(?::(\d+))?$")
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+MIN_MEMORY = 16 * 1024 * 1024
+MIN_PIDS = 8
+# Container paths a mount must never cover: the kernel's views and our own tmpfs root.
+FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
+# Keys of the design that later versions enforce. Accepting them now and doing
+# nothing would be a silent loss of safety, so they are refused by name.
+NOT_YET_ENFORCED = {
+    "secrets": "secrets from the OS keyring",
+    "tools": "tool allow/deny lists and approvals",
+    "policy.pin_tools": "tool pinning",
+    "policy.calls_per_minute": "rate limits",
+}
+TOP_KEYS = {
+    "name", "description", "image", "build", "command", "env", "secrets", "network",
+    "mounts", "resources", "seccomp", "user", "tools", "policy", "log",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProfileRef:
+    """A profile file that `profile list` shows, before it is loaded."""
+
+    name: str
+    path: Path
+    origin: str  # "user" | "builtin"
+    shadowed: bool = False  # a user profile of the same name wins
+
+
+def _docker_socket_paths() -> list[Path]:
+    """Every place a Docker (or containerd) control socket is commonly found."""
+    candidates = [
+        Path("/var/run/docker.sock"),
+        Path("/run/docker.sock"),
+        Path("/run/containerd/containerd.sock"),
+        Path.home() / ".docker/run/docker.sock",
+        Path(f"/run/user/{os.getuid()}/docker.sock"),
+    ]
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        candidates.append(Path(host.removeprefix("unix://")))
+    resolved = []
+    for candidate in candidates:
+        resolved.append(candidate)
+        if candidate.exists():
+            resolved.append(candidate.resolve())
+    return resolved
+
+
+class _Reader:
+    """Typed access to one mapping of the YAML document, with its key path for errors."""
+
+    def __init__(self, file: Path | None, data: Any, where: str) -> None:
+        self.file = file
+        self.where = where
+        if not isinstance(data, Mapping):
+            self.fail(where or "(top level)", "a mapping of keys", data)
+        self.data: Mapping[str, Any] = data
+
+    def fail(self, key: str, expected: str, got: Any = None, *, why: str = "") -> NoReturn:
+        got_text = "" if got is None else f", got {_describe(got)}"
+        problem = why or f"expected {expected}{got_text}"
+        raise ProfileError(
+            f"{self.file or '<profile>'}: {key}: {problem}.",
+            f"Fix the profile and check it with `mcpbox profile validate {self.file or 'FILE'}`.",
+        )
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for name in self.data:
+            if not isinstance(name, str):
+                self.fail(self.where or "(top level)", "string keys", name)
+            full = self.key(name)
+            if full in NOT_YET_ENFORCED:
+                self.fail(
+                    full, "", why=f"{NOT_YET_ENFORCED[full]} are not enforced by this version of mcpbox, "
+                    "and a profile must not ask for a protection it would not get; remove the key",
+                )
+            if name not in allowed:
+                self.fail(full, f"one of the known keys ({', '.join(sorted(allowed))})", why=(
+                    f"unknown key; the known keys here are {', '.join(sorted(allowed))}"
+                ))
+
+    def get(self, name: str) -> Any:
+        return self.data.get(name)
+
+    def string(self, name: str, *, default: str | None = None, pattern: re.Pattern[str] | None = None,
+               expected: str = "a string") -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
+            self.fail(self.key(name), expected, value)
+        return value
+
+    def sub(self, name: str) -> _Reader | None:
+        value = self.data.get(name)
+        return None if value is None else _Reader(self.file, value, self.key(name))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"{value!r}" if len(value) < 60 else f"a {len(value)}-character string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def parse_size(text: Any) -> int | None:
+    """``512m``, ``1g``, ``64MiB`` or a plain number of bytes; ``None`` if unreadable."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return text if text > 0 else None
+    if not isinstance(text, str) or not (match := SIZE_RE.match(text)):
+        return None
+    number, unit, suffix = match.groups()
+    if suffix.lower() not in ("", "b", "ib") or (suffix.lower() == "ib" and not unit):
+        return None
+    scale = 1024 ** " kmgt".index(unit.lower() or " ")
+    value = int(float(number) * scale)
+    return value if value > 0 else None
+
+
+def _strict_yaml(text: str, file: Path | None) -> Any:
+    import yaml  # noqa: PLC0415 - yaml costs ~20 ms; only profile loading needs it
+
+    loader_base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(loader_base):  # type: ignore[misc, valid-type]
+        """SafeLoader that refuses duplicate keys: a second `mode:` must not win silently."""
+
+    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ProfileError(
+                    f"{file or '<profile>'}: line {key_node.start_mark.line + 1}: duplicate key {key!r}.",
+                    "Keep one of them.",
+                )
+            seen.add(key)
+        return dict(loader_base.construct_mapping(loader, node, deep=deep))
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader derives from SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileError(
+            f"{file or '<profile>'}: {where}: not valid YAML ({problem}).", "Fix the syntax."
+        ) from exc
+
+
+def _mounts(reader: _Reader, base: Path) -> tuple[Mount, ...]:
+    raw = reader.get("mounts")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.fail("mounts", "a list of {source, target, mode} mappings", raw)
+    sockets = _docker_socket_paths()
+    mounts: list[Mount] = []
+    targets: set[str] = set()
+    for index, item in enumerate(raw):
+        entry = _Reader(reader.file, item, f"mounts[{index}]")
+        entry.check_keys({"source", "target", "mode"})
+        source_text = entry.string("source", expected="a host path")
+        target = entry.string("target", expected="an absolute path in the container")
+        mode = entry.string("mode", default="ro")
+        if source_text is None:
+            entry.fail(entry.key("source"), "a host path", why="is required")
+        if target is None:
+            entry.fail(entry.key("target"), "an absolute path in the container", why="is required")
+        if mode not in ("ro", "rw"):
+            entry.fail(entry.key("mode"), "ro or rw", mode)
+        source = Path(os.path.expanduser(source_text))
+        source = source if source.is_absolute() else base / source
+        if not source.exists():
+            entry.fail(entry.key("source"), "", why=f"{source} does not exist; create it or fix the path")
+        real = source.resolve()
+        if real == Path("/"):
+            entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
+        for sock in sockets:
+            if real == sock or real in sock.parents:
+                entry.fail(entry.key("source"), "", why=(
+                    f"{source} exposes the container engine's control socket {sock}, "
+                    "which is root on the host; it is never mounted"
+                ))
+        if stat.S_ISSOCK(real.stat().st_mode):
+            entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
+        norm = os.path.normpath(target)
+        if not norm.startswith("/") or norm == "/" or any(
+            norm == bad or norm.startswith(bad + "/") for bad in FORBIDDEN_TARGETS
+        ):
+            entry.fail(entry.key("target"), "an absolute container path other than /, /proc, /sys or /dev", target)
+        if norm in targets:
+            entry.fail(entry.key("target"), "", why=f"{norm} is already the target of another mount")
+        targets.add(norm)
+        mounts.append(Mount(source=real, target=norm, mode="rw" if mode == "rw" else "ro"))
+    return tuple(mounts)
+
+
+def _resources(reader: _Reader) -> Resources:
+    sub = reader.sub("resources")
+    if sub is None:
+        return Resources()
+    sub.check_keys({"memory", "cpus", "pids"})
+    defaults = Resources()
+    memory = defaults.memory
+    if sub.get("memory") is not None:
+        parsed = parse_size(sub.get("memory"))
+        if parsed is None or parsed < MIN_MEMORY:
+            sub.fail(sub.key("memory"), "a size of at least 16m such as 256m or 1g", sub.get("memory"))
+        memory = parsed
+    cpus = sub.get("cpus", ) if sub.get("cpus") is not None else defaults.cpus
+    if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024:
+        sub.fail(sub.key("cpus"), "a number of CPUs between 0.01 and 1024", cpus)
+    pids = sub.get("pids") if sub.get("pids") is not None else defaults.pids
+    if isinstance(pids, bool) or not isinstance(pids, int) or not MIN_PIDS <= pids <= 65536:
+        sub.fail(sub.key("pids"), f"a whole number of processes between {MIN_PIDS} and 65536", pids)
+    return Resources(memory=memory, cpus=float(cpus), pids=pids)
+
+
+def _seccomp(reader: _Reader, base: Path) -> str:
+    value = reader.string("seccomp", default=DEFAULT_SECCOMP, expected="a profile name in seccomp/ or a path")
+    assert value is not None  # noqa: S101 - a default was given
+    if value == "unconfined":
+        reader.fail("seccomp", "", why="running without seccomp is never allowed; use default or a custom file")
+    if "/" not in value and not value.endswith(".json"):
+        if not (paths.seccomp_dir() / f"{value}.json").is_file():
+            known = sorted(p.stem for p in paths.seccomp_dir().glob("*.json"))
+            reader.fail("seccomp", f"one of {', '.join(known) or 'default'} or a path to a JSON file", value)
+        return value
+    path = Path(os.path.expanduser(value))
+    path = path if path.is_absolute() else base / path
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reader.fail("seccomp", "a readable JSON seccomp profile", why=f"cannot read {path} as JSON ({exc})")
+    return str(path.resolve())
+
+
+def _user(reader: _Reader) -> str:
+    user = reader.string("user", default=DEFAULT_USER, pattern=USER_RE, expected='a numeric "uid:gid"')
+    assert user is not None  # noqa: S101 - a default was given
+    match = USER_RE.match(user)
+    assert match is not None  # noqa: S101 - checked by string()
+    uid, gid = match.group(1), match.group(2)
+    if int(uid) == 0 or (gid is not None and int(gid) == 0):
+        reader.fail("user", "", why="root (uid or gid 0) is never allowed; use an unprivileged id such as 65534:65534")
+    return user if gid is not None else f"{uid}:{uid}"
+
+
+def _command(reader: _Reader) -> tuple[str, ...] | None:
+    raw = reader.get("command")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
+        reader.fail("command", "a non-empty list of strings (the argv in the container)", raw)
+    return tuple(raw)
+
+
+def _env(reader: _Reader) -> tuple[tuple[str, str], ...]:
+    sub = reader.sub("env")
+    if sub is None:
+        return ()
+    pairs = []
+    for name, value in sub.data.items():
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+            sub.fail(sub.where, "environment variable names like TZ or LOG_LEVEL", name)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            sub.fail(sub.key(name), "a plain string or number", value)
+        pairs.append((name, str(value)))
+    return tuple(pairs)
+
+
+def _network(reader: _Reader) -> None:
+    value = reader.get("network")
+    if value is None or value == "none":
+        return
+    if isinstance(value, Mapping):
+        reader.fail("network", "", why=(
+            "egress allow-lists are not supported by this version of mcpbox; "
+            "use network: none (the default)"
+        ))
+    reader.fail("network", "none", value)
+
+
+def _build(reader: _Reader) -> Build | None:
+    sub = reader.sub("build")
+    if sub is None:
+        return None
+    sub.check_keys({"pypi", "npm"})
+    pypi, npm = sub.string("pypi", expected="a pip requirement"), sub.string("npm", expected="an npm spec")
+    if (pypi is None) == (npm is None):
+        sub.fail(sub.where, "exactly one of pypi or npm")
+    return Build(pypi=pypi, npm=npm)
+
+
+def _policy(reader: _Reader) -> Policy:
+    sub = reader.sub("policy")
+    if sub is None:
+        return Policy()
+    sub.check_keys({"max_message_bytes"})
+    raw = sub.get("max_message_bytes")
+    if raw is None:
+        return Policy()
+    size = parse_size(raw)
+    if size is None or not 1024 <= size <= 1024**3:
+        sub.fail(sub.key("max_message_bytes"), "a size between 1k and 1g", raw)
+    return Policy(max_message_bytes=size or DEFAULT_MAX_MESSAGE_BYTES)
+
+
+def _log(reader: _Reader) -> LogSettings:
+    sub = reader.sub("log")
+    if sub is None:
+        return LogSettings()
+    sub.check_keys({"payloads"})
+    payloads = sub.string("payloads", default="full")
+    if payloads not in ("full", "metadata"):
+        sub.fail(sub.key("payloads"), "full or metadata", payloads)
+    return LogSettings(payloads="metadata" if payloads == "metadata" else "full")
+
+
+def parse_profile(data: Any, file: Path | None = None, *, default_name: str | None = None) -> Profile:
+    """Validate an already-parsed YAML document into a :class:`Profile`."""
+    reader = _Reader(file, data, "")
+    reader.check_keys(TOP_KEYS)
+    base = file.parent if file is not None else Path.cwd()
+    name = reader.string("name", default=default_name, pattern=NAME_RE,
+                         expected="a name of lowercase letters, digits and dashes")
+    if name is None:
+        reader.fail("name", "a name of lowercase letters, digits and dashes", why="is required")
+    image = reader.string("image", pattern=IMAGE_RE, expected="an image reference such as mcpbox/time:1.0")
+    if image is None:
+        reader.fail("image", "an image reference", why="is required")
+    description = reader.string("description", default="") or ""
+    _network(reader)
+    return Profile(
+        name=name, image=image, source=file, description=description,
+        command=_command(reader), env=_env(reader), mounts=_mounts(reader, base),
+        resources=_resources(reader), seccomp=_seccomp(reader, base), user=_user(reader),
+        build=_build(reader), policy=_policy(reader), log=_log(reader),
+    )
+
+
+def read_profile_file(path: Path) -> Profile:
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"{path}: the file is {size} bytes; profiles are at most {MAX_PROFILE_BYTES}.",
+                               "Check that this is the right file.")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ProfileError(f"{path}: no such profile file.", "Check the path.") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read the profile ({exc}).", "Check the file's permissions and encoding.") from exc
+    return parse_profile(_strict_yaml(text, path), path, default_name=path.stem)
+
+
+def _profile_files(directory: Path) -> Iterator[Path]:
+    if directory.is_dir():
+        for path in sorted(directory.iterdir()):
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                yield path
+
+
+def list_profiles() -> list[ProfileRef]:
+    """User profiles first, then built-ins; a built-in hidden by a user profile is marked shadowed."""
+    refs = [ProfileRef(p.stem, p, "user") for p in _profile_files(paths.user_profiles_dir())]
+    user_names = {ref.name for ref in refs}
+    refs += [
+        ProfileRef(p.stem, p, "builtin", shadowed=p.stem in user_names)
+        for p in _profile_files(paths.builtin_profiles_dir())
+    ]
+    return refs
+
+
+def find_profile(name_or_path: str) -> Path:
+    """A path if it looks like one, else the user's profile of that name, else the built-in one."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        return Path(name_or_path).expanduser()
+    if not NAME_RE.match(name_or_path):
+        raise ProfileError(f"{name_or_path!r} is not a profile name or a path to a YAML file.",
+                           "Run `mcpbox profile list` to see the profiles.")
+    for directory in (paths.user_profiles_dir(), paths.builtin_profiles_dir()):
+        for suffix in (".yaml", ".yml"):
+            candidate = directory / f"{name_or_path}{suffix}"
+            if candidate.is_file():
+                return candidate
+    raise ProfileError(
+        f"no profile named {name_or_path!r} in {paths.user_profiles_dir()} or the built-ins.",
+        "Run `mcpbox profile list` to see the profiles, or pass a path to a YAML file.",
+    )
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Find and validate a profile by name or path; raises :class:`ProfileError`."""
+    return read_profile_file(find_profile(name_or_path))

@@ -1,0 +1,1 @@
+"""The stdio relay between an MCP client and a sandboxed server."""

@@ -1,0 +1,183 @@
+"""The one module that talks to the Docker engine (through the Docker SDK).
+
+It translates every docker/requests exception into the MCPBoxError tree, so
+nothing above this layer ever sees a library exception or a traceback.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from mcpbox.errors import EngineError, ImageMissingError, MCPBoxError, SessionNotFoundError
+from mcpbox.sandbox.spec import (
+    LABEL_HOST,
+    LABEL_PARENT_PID,
+    LABEL_PARENT_STARTED,
+    LABEL_PROFILE,
+    LABEL_SESSION,
+)
+
+T = TypeVar("T")
+ENGINE_REMEDY = "Start the Docker engine (e.g. `sudo systemctl start docker`) and run `mcpbox doctor`."
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """A labelled mcpbox container, as `ps` and `gc` see it."""
+
+    id: str
+    name: str
+    session: str
+    profile: str
+    parent_pid: int
+    parent_started: float
+    host: str
+    state: str
+    created: int
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except MCPBoxError:
+        raise
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissingError(
+            f"{action}: the image is not present on this Docker engine ({exc.explanation}).",
+            "Build it first (see the profile's build: key, or scripts/setup.sh for the bundled images); "
+            "mcpbox never pulls images implicitly.",
+        ) from exc
+    except docker.errors.NotFound as exc:
+        raise SessionNotFoundError(f"{action}: no such container ({exc.explanation}).", "Run `mcpbox ps`.") from exc
+    except docker.errors.APIError as exc:
+        raise EngineError(f"{action}: the Docker engine refused ({exc.explanation or exc}).", ENGINE_REMEDY) from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise EngineError(f"{action}: cannot reach the Docker engine ({exc}).", ENGINE_REMEDY) from exc
+
+
+def _ignore_gone(call: Callable[[], T]) -> T | None:
+    """Run a teardown call; a container that is already gone (or going) is success."""
+    try:
+        return call()
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # removal already in progress
+            return None
+        raise
+
+
+class Engine:
+    """A connection to the Docker engine, configured from the environment like the docker CLI."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        with _translated("connecting"):
+            kwargs = docker.utils.kwargs_from_env()
+            self.api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
+
+    def version(self) -> dict[str, Any]:
+        with _translated("asking the engine's version"):
+            result: dict[str, Any] = self.api.version()
+            return result
+
+    def image_exists(self, image: str) -> bool:
+        with _translated(f"inspecting image {image}"):
+            try:
+                self.api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                return False
+            return True
+
+    def create(self, body: dict[str, Any], name: str) -> str:
+        with _translated(f"creating the sandbox for image {body.get('Image')}"):
+            result = self.api.create_container_from_config(body, name=name)
+            return str(result["Id"])
+
+    def attach(self, container_id: str) -> socket.socket:
+        """A raw socket carrying the container's stdin (to write) and multiplexed stdout/stderr."""
+        with _translated("attaching to the sandbox"):
+            sock = self.api.attach_socket(
+                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+        raw = getattr(sock, "_sock", sock)
+        if not isinstance(raw, socket.socket):
+            raise EngineError(
+                f"attaching to the sandbox gave a {type(raw).__name__}, not a socket.",
+                "Use a local Docker engine over its unix socket (DOCKER_HOST=unix://...).",
+            )
+        return raw
+
+    def start(self, container_id: str) -> None:
+        with _translated("starting the sandbox"):
+            self.api.start(container_id)
+
+    def wait_removed(self, container_id: str) -> int:
+        """Block until the (auto-removed) container is gone; its exit code, or -1 if unknown."""
+        with _translated("waiting for the sandbox"):
+            try:
+                result = self.api.wait(container_id, timeout=None, condition="removed")
+            except docker.errors.NotFound:
+                return -1
+            return int(result.get("StatusCode", -1))
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        with _translated("stopping the sandbox"):
+            _ignore_gone(lambda: self.api.stop(container_id, timeout=timeout))
+
+    def kill(self, container_id: str) -> None:
+        with _translated("killing the sandbox"):
+            try:
+                self.api.kill(container_id)
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (404, 409):  # gone, or not running any more
+                    raise
+
+    def remove(self, container_id: str) -> None:
+        with _translated("removing the sandbox"):
+            _ignore_gone(lambda: self.api.remove_container(container_id, force=True))
+
+    def exists(self, container_id: str) -> bool:
+        with _translated("inspecting the sandbox"):
+            try:
+                self.api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return False
+            return True
+
+    def sandboxes(self, session: str | None = None) -> list[SandboxInfo]:
+        label = f"{LABEL_SESSION}={session}" if session else LABEL_SESSION
+        with _translated("listing sandboxes"):
+            rows = self.api.containers(all=True, filters={"label": label})
+        return [_info(row) for row in rows]
+
+
+def _info(row: dict[str, Any]) -> SandboxInfo:
+    labels: dict[str, str] = row.get("Labels") or {}
+
+    def number(key: str) -> float:
+        try:
+            return float(labels.get(key, "0"))
+        except ValueError:
+            return 0.0
+
+    names = row.get("Names") or ["?"]
+    return SandboxInfo(
+        id=str(row["Id"]),
+        name=str(names[0]).lstrip("/"),
+        session=labels.get(LABEL_SESSION, ""),
+        profile=labels.get(LABEL_PROFILE, ""),
+        parent_pid=int(number(LABEL_PARENT_PID)),
+        parent_started=number(LABEL_PARENT_STARTED),
+        host=labels.get(LABEL_HOST, ""),
+        state=str(row.get("State", "")),
+        created=int(row.get("Created", 0)),
+    )

@@ -1,0 +1,66 @@
+"""Who owns a sandbox, and which sandboxes have lost their owner.
+
+A sandbox is labelled with its owner's pid, start time and host. It is an
+orphan when that process no longer runs on this host (a recycled pid has a
+different start time). Sandboxes of other hosts sharing a remote engine are
+never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from mcpbox.sandbox.docker import Engine, SandboxInfo
+from mcpbox.sandbox.spec import Owner
+
+# psutil reports start times rounded differently from what we stored; allow for it.
+START_TIME_SLACK = 1.0
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def current_owner(session: str) -> Owner:
+    import psutil  # noqa: PLC0415 - ~40 ms; only needed once the sandbox is being made
+
+    return Owner(session=session, pid=os.getpid(), started=psutil.Process().create_time(), host=this_host())
+
+
+def owner_alive(pid: int, started: float) -> bool:
+    import psutil  # noqa: PLC0415
+
+    try:
+        actual = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, ValueError):
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists; not ours to judge
+    return abs(actual - started) <= START_TIME_SLACK
+
+
+def is_orphan(info: SandboxInfo, host: str, alive: Callable[[int, float], bool] = owner_alive) -> bool:
+    if info.host != host:
+        return False
+    return info.parent_pid <= 0 or not alive(info.parent_pid, info.parent_started)
+
+
+def collect_garbage(engine: Engine, *, min_age: float = 0.0) -> list[SandboxInfo]:
+    """Remove every sandbox on this host whose mcpbox process is gone; returns what was removed.
+
+    ``min_age`` spares sandboxes created in the last seconds, whose owner may
+    still be between `create` and its first label-visible moment.
+    """
+    host = this_host()
+    removed = []
+    now = time.time()
+    for info in engine.sandboxes():
+        if now - info.created < min_age:
+            continue
+        if is_orphan(info, host):
+            engine.remove(info.id)
+            removed.append(info)
+    return removed

@@ -1,0 +1,129 @@
+"""The container a profile gets, as the exact Docker Engine API create body.
+
+Pure: the same profile and session give the same body. `mcpbox run --dry-run`
+prints this body and `sandbox.docker` sends it unchanged, so what a person
+reviews is what the engine receives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mcpbox import paths
+from mcpbox._version import __version__
+from mcpbox.errors import ProfileError
+from mcpbox.profile.model import TMPFS_SIZE, Profile
+
+LABEL_SESSION = "mcpbox.session"
+LABEL_PROFILE = "mcpbox.profile"
+LABEL_PARENT_PID = "mcpbox.parent_pid"
+LABEL_PARENT_STARTED = "mcpbox.parent_started"
+LABEL_HOST = "mcpbox.host"
+LABEL_VERSION = "mcpbox.version"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The mcpbox process that owns a sandbox; `gc` removes sandboxes whose owner is gone."""
+
+    session: str
+    pid: int
+    started: float  # process start time, so a recycled pid is not mistaken for the owner
+    host: str
+
+
+@cache
+def _seccomp_text(path: str) -> str:
+    # Docker wants the profile's content, not its path; compact it to keep the request small.
+    try:
+        return json.dumps(json.loads(Path(path).read_text(encoding="utf-8")), separators=(",", ":"))
+    except (OSError, ValueError) as exc:
+        raise ProfileError(
+            f"cannot read seccomp profile {path} ({exc}).", "Reinstall mcpbox or fix the profile's seccomp path."
+        ) from exc
+
+
+def seccomp_path(profile: Profile) -> Path:
+    if "/" in profile.seccomp:
+        return Path(profile.seccomp)
+    return paths.seccomp_dir() / f"{profile.seccomp}.json"
+
+
+def container_name(session: str) -> str:
+    return f"mcpbox-{session}"
+
+
+def create_body(profile: Profile, owner: Owner) -> dict[str, Any]:
+    """The `POST /containers/create` body for ``profile``, locked down."""
+    res = profile.resources
+    host_config: dict[str, Any] = {
+        "CapDrop": ["ALL"],
+        "CapAdd": None,
+        "Privileged": False,
+        "SecurityOpt": [
+            "no-new-privileges:true",
+            f"seccomp={_seccomp_text(str(seccomp_path(profile)))}",
+        ],
+        "ReadonlyRootfs": True,
+        # noexec: nothing the server downloads or writes can be executed.
+        "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE},mode=1777"},
+        "NetworkMode": "none",
+        "Mounts": [
+            {
+                "Type": "bind",
+                "Source": str(mount.source),
+                "Target": mount.target,
+                "ReadOnly": mount.mode != "rw",
+                "BindOptions": {"Propagation": "rprivate"},
+            }
+            for mount in profile.mounts
+        ],
+        "Memory": res.memory,
+        "MemorySwap": res.memory,  # equal to Memory: no swap on top of the limit
+        "NanoCpus": round(res.cpus * 1e9),
+        "PidsLimit": res.pids,
+        "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
+        # The sandbox, not the user's desktop, is what the kernel kills first under memory pressure.
+        "OomScoreAdj": 500,
+        "Init": True,
+        "IpcMode": "private",
+        "PidMode": "",
+        "CgroupnsMode": "private",
+        "Devices": [],
+        "DeviceCgroupRules": [],
+        # No log driver: attach carries the streams, and nothing the server prints lands on disk
+        # under /var/lib/docker, where secrets it echoes would outlive the session.
+        "LogConfig": {"Type": "none", "Config": {}},
+        # Removed by the engine the moment it exits, whoever caused the exit.
+        "AutoRemove": True,
+    }
+    return {
+        "Image": profile.image,
+        "Cmd": list(profile.command) if profile.command is not None else None,
+        "Env": [f"{name}={value}" for name, value in profile.env],
+        "User": profile.user,
+        "Hostname": "sandbox",
+        "Labels": {
+            LABEL_SESSION: owner.session,
+            LABEL_PROFILE: profile.name,
+            LABEL_PARENT_PID: str(owner.pid),
+            LABEL_PARENT_STARTED: f"{owner.started:.3f}",
+            LABEL_HOST: owner.host,
+            LABEL_VERSION: __version__,
+        },
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": True,
+        # The container's stdin closes when mcpbox's attach connection does, even if mcpbox is SIGKILLed.
+        "StdinOnce": True,
+        "Tty": False,
+        "NetworkDisabled": True,
+        "StopSignal": "SIGTERM",
+        "StopTimeout": 2,
+        "HostConfig": host_config,
+    }

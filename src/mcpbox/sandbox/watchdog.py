@@ -1,0 +1,76 @@
+"""A guardian process that removes the sandbox if mcpbox dies without doing so.
+
+Forked before anything else starts, it waits on a pipe whose only writer is the
+mcpbox process. The kernel closes that pipe however mcpbox ends, SIGKILL
+included, so end-of-file means "your owner is gone": if mcpbox did not say it
+cleaned up, the guardian removes the container itself. It leaves the client's
+process group (so a group-wide kill does not take it too) and holds none of
+the client's pipes (so the client still sees mcpbox's stdout close at once).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+_DONE = b"done\n"
+
+
+class Watchdog:
+    def __init__(self, write_fd: int, pid: int) -> None:
+        self._fd = write_fd
+        self.pid = pid
+
+    @classmethod
+    def start(cls, remove: Callable[[str], None]) -> Watchdog:
+        """Fork the guardian; ``remove(container_id)`` runs in it if the owner dies."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child; exercised by the SIGKILL tests
+            os.close(write_fd)
+            _guard(read_fd, remove)
+            os._exit(0)
+        os.close(read_fd)
+        os.set_inheritable(write_fd, False)
+        return cls(write_fd, pid)
+
+    def guard(self, container_id: str) -> None:
+        os.write(self._fd, f"id {container_id}\n".encode())
+
+    def release(self) -> None:
+        """The owner cleaned up: the guardian exits without touching the engine."""
+        if self._fd < 0:
+            return
+        try:
+            os.write(self._fd, _DONE)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = -1
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _guard(read_fd: int, remove: Callable[[str], None]) -> None:  # pragma: no cover - child process
+    os.setsid()
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, read_fd)
+    os.closerange(read_fd + 1, 4096)
+    data = b""
+    while chunk := os.read(read_fd, 4096):
+        data += chunk
+    if data.endswith(_DONE):
+        return
+    ids = [line[3:] for line in data.decode().splitlines() if line.startswith("id ")]
+    for container_id in ids:
+        try:
+            remove(container_id)
+        except Exception:  # noqa: BLE001, S110 - nothing to report to; gc at the next start retries
+            pass
