@@ -92,6 +92,16 @@ download_wheels() {
         --platform "linux_${arch}" --platform any "$@" 2>&1 | grep -v '^WARNING: Location' >&2 || true
 }
 
+# Offline builds; the output only matters when a build fails.
+build_image() {
+    local out
+    if ! out="$(docker build --network none "$@" 2>&1)"; then
+        printf '%s\n' "$out" >&2
+        log "docker build $* failed"
+        exit 1
+    fi
+}
+
 ensure_time_image() {
     have_image "$TIME_IMAGE" && return
     local ctx="$CACHE/build-time"
@@ -101,13 +111,13 @@ ensure_time_image() {
     ls "$ctx"/wheels/mcp_server_time-*.whl >/dev/null
     cp "$ROOT/images/time/Dockerfile" "$ctx/Dockerfile"
     log "building $TIME_IMAGE offline"
-    docker build --quiet --network none --build-arg "VERSION=$TIME_VERSION" -t "$TIME_IMAGE" "$ctx" >/dev/null
+    build_image --build-arg "VERSION=$TIME_VERSION" -t "$TIME_IMAGE" "$ctx"
     rm -rf "$ctx"
 }
 
 ensure_hostile_image() {
     # Always rebuilt: the layer cache makes an unchanged server a no-op.
-    docker build --quiet --network none -t "$HOSTILE_IMAGE" "$ROOT/tests/images/hostile" >/dev/null
+    build_image -t "$HOSTILE_IMAGE" "$ROOT/tests/images/hostile"
 }
 
 main() {

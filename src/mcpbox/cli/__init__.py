@@ -10,11 +10,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mcpbox.errors import MCPBoxError  # noqa: PLC0415
+    from mcpbox.errors import MCPBoxError
 
     args = sys.argv[1:] if argv is None else argv
     try:
-        from mcpbox.cli.app import app  # noqa: PLC0415
+        from mcpbox.cli.app import app
 
         result = app(args=args, prog_name="mcpbox", standalone_mode=False)
     except MCPBoxError as error:
@@ -22,19 +22,20 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - click's own usage errors arrive here
+    except Exception as exc:
         return _click_error(exc)
     return result if isinstance(result, int) else 0
 
 
 def _click_error(exc: Exception) -> int:
-    import click  # noqa: PLC0415
+    """Typer's own outcomes (it vendors click): --help, usage errors, aborts."""
+    import typer  # noqa: PLC0415
 
-    if isinstance(exc, click.exceptions.Exit):
-        return exc.exit_code
-    if isinstance(exc, click.exceptions.Abort):
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, typer.Abort):
         return 130
-    if isinstance(exc, click.ClickException):
-        exc.show()
-        return 2
+    if isinstance(exc, typer.exceptions.TyperException):
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
     raise exc

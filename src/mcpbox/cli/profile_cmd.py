@@ -22,9 +22,9 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
     if as_json:
         emit_json([{"name": r.name, "origin": r.origin, "path": str(r.path), "shadowed": r.shadowed} for r in refs])
         return
-    emit_table(["NAME", "ORIGIN", "PATH"], [
-        (r.name, r.origin + (" (shadowed)" if r.shadowed else ""), r.path) for r in refs
-    ])
+    emit_table(
+        ["NAME", "ORIGIN", "PATH"], [(r.name, r.origin + (" (shadowed)" if r.shadowed else ""), r.path) for r in refs]
+    )
 
 
 def _effective(name: str) -> dict[str, Any]:

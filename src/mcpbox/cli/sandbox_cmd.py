@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import typer
 
@@ -16,16 +17,37 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Machine-readable outp
 
     host = this_host()
     rows = Engine().sandboxes()
-    data = [{"session": r.session, "profile": r.profile, "container": r.id[:12], "state": r.state,
-             "parent_pid": r.parent_pid, "orphan": is_orphan(r, host), "created": r.created} for r in rows]
+    data: list[dict[str, Any]] = [
+        {
+            "session": r.session,
+            "profile": r.profile,
+            "container": r.id[:12],
+            "state": r.state,
+            "parent_pid": r.parent_pid,
+            "orphan": is_orphan(r, host),
+            "created": r.created,
+        }
+        for r in rows
+    ]
     if as_json:
         emit_json(data)
         return
     now = time.time()
-    emit_table(["SESSION", "PROFILE", "CONTAINER", "STATE", "PID", "AGE", "ORPHAN"], [
-        (d["session"], d["profile"], d["container"], d["state"], d["parent_pid"],
-         f"{int(now - d['created'])}s", "yes" if d["orphan"] else "") for d in data
-    ])
+    emit_table(
+        ["SESSION", "PROFILE", "CONTAINER", "STATE", "PID", "AGE", "ORPHAN"],
+        [
+            (
+                d["session"],
+                d["profile"],
+                d["container"],
+                d["state"],
+                d["parent_pid"],
+                f"{int(now - d['created'])}s",
+                "yes" if d["orphan"] else "",
+            )
+            for d in data
+        ],
+    )
 
 
 def stop(session: str = typer.Argument(..., help="A session id from `mcpbox ps`.")) -> None:
@@ -45,5 +67,6 @@ def gc(as_json: bool = typer.Option(False, "--json", help="Machine-readable outp
     if as_json:
         emit_json([{"session": r.session, "profile": r.profile, "container": r.id} for r in removed])
         return
-    typer.echo(f"removed {len(removed)} orphaned sandbox(es)" + "".join(
-        f"\n  {r.session} ({r.profile})" for r in removed))
+    typer.echo(
+        f"removed {len(removed)} orphaned sandbox(es)" + "".join(f"\n  {r.session} ({r.profile})" for r in removed)
+    )

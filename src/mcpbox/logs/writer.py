@@ -48,8 +48,17 @@ class SessionLog:
             line = line[:-1] + b',"msg":' + raw_json.strip() + b"}"
         os.write(self._fd, line + b"\n")
 
-    def message(self, direction: str, raw: bytes, *, kind: str, method: str | None, ident: Any,
-                verdict: str = "forward", reason: str | None = None) -> None:
+    def message(
+        self,
+        direction: str,
+        raw: bytes,
+        *,
+        kind: str,
+        method: str | None,
+        ident: Any,
+        verdict: str = "forward",
+        reason: str | None = None,
+    ) -> None:
         head: dict[str, Any] = {"dir": direction, "kind": kind, "size": len(raw), "verdict": verdict}
         if method is not None:
             head["method"] = method
@@ -61,8 +70,13 @@ class SessionLog:
 
     def text(self, direction: str, data: bytes, *, verdict: str, reason: str) -> None:
         """Bytes that are not a JSON-RPC message: stderr lines, stdout noise, oversize prefixes."""
-        head: dict[str, Any] = {"dir": direction, "kind": "text", "size": len(data), "verdict": verdict,
-                                "reason": reason}
+        head: dict[str, Any] = {
+            "dir": direction,
+            "kind": "text",
+            "size": len(data),
+            "verdict": verdict,
+            "reason": reason,
+        }
         if self.full or direction == "stderr":
             head["text"] = data[:MAX_TEXT].decode("utf-8", "replace").rstrip("\r\n")
         self._write(head)

@@ -111,19 +111,29 @@ class _Reader:
             full = self.key(name)
             if full in NOT_YET_ENFORCED:
                 self.fail(
-                    full, "", why=f"{NOT_YET_ENFORCED[full]} are not enforced by this version of mcpbox, "
+                    full,
+                    "",
+                    why=f"{NOT_YET_ENFORCED[full]} are not enforced by this version of mcpbox, "
                     "and a profile must not ask for a protection it would not get; remove the key",
                 )
             if name not in allowed:
-                self.fail(full, f"one of the known keys ({', '.join(sorted(allowed))})", why=(
-                    f"unknown key; the known keys here are {', '.join(sorted(allowed))}"
-                ))
+                self.fail(
+                    full,
+                    f"one of the known keys ({', '.join(sorted(allowed))})",
+                    why=(f"unknown key; the known keys here are {', '.join(sorted(allowed))}"),
+                )
 
     def get(self, name: str) -> Any:
         return self.data.get(name)
 
-    def string(self, name: str, *, default: str | None = None, pattern: re.Pattern[str] | None = None,
-               expected: str = "a string") -> str | None:
+    def string(
+        self,
+        name: str,
+        *,
+        default: str | None = None,
+        pattern: re.Pattern[str] | None = None,
+        expected: str = "a string",
+    ) -> str | None:
         value = self.data.get(name)
         if value is None:
             return default
@@ -169,7 +179,7 @@ def _strict_yaml(text: str, file: Path | None) -> Any:
 
     loader_base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    class StrictLoader(loader_base):  # type: ignore[misc, valid-type]
+    class StrictLoader(loader_base):  # type: ignore[misc]
         """SafeLoader that refuses duplicate keys: a second `mode:` must not win silently."""
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
@@ -191,9 +201,7 @@ def _strict_yaml(text: str, file: Path | None) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ProfileError(
-            f"{file or '<profile>'}: {where}: not valid YAML ({problem}).", "Fix the syntax."
-        ) from exc
+        raise ProfileError(f"{file or '<profile>'}: {where}: not valid YAML ({problem}).", "Fix the syntax.") from exc
 
 
 def _mounts(reader: _Reader, base: Path) -> tuple[Mount, ...]:
@@ -204,44 +212,50 @@ def _mounts(reader: _Reader, base: Path) -> tuple[Mount, ...]:
         reader.fail("mounts", "a list of {source, target, mode} mappings", raw)
     sockets = _docker_socket_paths()
     mounts: list[Mount] = []
-    targets: set[str] = set()
     for index, item in enumerate(raw):
-        entry = _Reader(reader.file, item, f"mounts[{index}]")
-        entry.check_keys({"source", "target", "mode"})
-        source_text = entry.string("source", expected="a host path")
-        target = entry.string("target", expected="an absolute path in the container")
-        mode = entry.string("mode", default="ro")
-        if source_text is None:
-            entry.fail(entry.key("source"), "a host path", why="is required")
-        if target is None:
-            entry.fail(entry.key("target"), "an absolute path in the container", why="is required")
-        if mode not in ("ro", "rw"):
-            entry.fail(entry.key("mode"), "ro or rw", mode)
-        source = Path(os.path.expanduser(source_text))
-        source = source if source.is_absolute() else base / source
-        if not source.exists():
-            entry.fail(entry.key("source"), "", why=f"{source} does not exist; create it or fix the path")
-        real = source.resolve()
-        if real == Path("/"):
-            entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
-        for sock in sockets:
-            if real == sock or real in sock.parents:
-                entry.fail(entry.key("source"), "", why=(
-                    f"{source} exposes the container engine's control socket {sock}, "
-                    "which is root on the host; it is never mounted"
-                ))
-        if stat.S_ISSOCK(real.stat().st_mode):
-            entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
-        norm = os.path.normpath(target)
-        if not norm.startswith("/") or norm == "/" or any(
-            norm == bad or norm.startswith(bad + "/") for bad in FORBIDDEN_TARGETS
-        ):
-            entry.fail(entry.key("target"), "an absolute container path other than /, /proc, /sys or /dev", target)
-        if norm in targets:
-            entry.fail(entry.key("target"), "", why=f"{norm} is already the target of another mount")
-        targets.add(norm)
-        mounts.append(Mount(source=real, target=norm, mode="rw" if mode == "rw" else "ro"))
+        mount = _mount(_Reader(reader.file, item, f"mounts[{index}]"), base, sockets)
+        if any(m.target == mount.target for m in mounts):
+            reader.fail(f"mounts[{index}].target", "", why=f"{mount.target} is already the target of another mount")
+        mounts.append(mount)
     return tuple(mounts)
+
+
+def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
+    entry.check_keys({"source", "target", "mode"})
+    source_text = entry.string("source", expected="a host path")
+    target = entry.string("target", expected="an absolute path in the container")
+    mode = entry.string("mode", default="ro")
+    if source_text is None:
+        entry.fail(entry.key("source"), "a host path", why="is required")
+    if target is None:
+        entry.fail(entry.key("target"), "an absolute path in the container", why="is required")
+    if mode not in ("ro", "rw"):
+        entry.fail(entry.key("mode"), "ro or rw", mode)
+    source = Path(source_text).expanduser()
+    source = source if source.is_absolute() else base / source
+    if not source.exists():
+        entry.fail(entry.key("source"), "", why=f"{source} does not exist; create it or fix the path")
+    real = source.resolve()
+    if real == Path("/"):
+        entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
+    for sock in sockets:
+        if real == sock or real in sock.parents:
+            entry.fail(
+                entry.key("source"),
+                "",
+                why=f"{source} exposes the container engine's control socket {sock}, "
+                "which is root on the host; it is never mounted",
+            )
+    if stat.S_ISSOCK(real.stat().st_mode):
+        entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
+    norm = os.path.normpath(target)
+    if (
+        not norm.startswith("/")
+        or norm == "/"
+        or any(norm == bad or norm.startswith(bad + "/") for bad in FORBIDDEN_TARGETS)
+    ):
+        entry.fail(entry.key("target"), "an absolute container path other than /, /proc, /sys or /dev", target)
+    return Mount(source=real, target=norm, mode="rw" if mode == "rw" else "ro")
 
 
 def _resources(reader: _Reader) -> Resources:
@@ -256,7 +270,13 @@ def _resources(reader: _Reader) -> Resources:
         if parsed is None or parsed < MIN_MEMORY:
             sub.fail(sub.key("memory"), "a size of at least 16m such as 256m or 1g", sub.get("memory"))
         memory = parsed
-    cpus = sub.get("cpus", ) if sub.get("cpus") is not None else defaults.cpus
+    cpus = (
+        sub.get(
+            "cpus",
+        )
+        if sub.get("cpus") is not None
+        else defaults.cpus
+    )
     if isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024:
         sub.fail(sub.key("cpus"), "a number of CPUs between 0.01 and 1024", cpus)
     pids = sub.get("pids") if sub.get("pids") is not None else defaults.pids
@@ -275,7 +295,7 @@ def _seccomp(reader: _Reader, base: Path) -> str:
             known = sorted(p.stem for p in paths.seccomp_dir().glob("*.json"))
             reader.fail("seccomp", f"one of {', '.join(known) or 'default'} or a path to a JSON file", value)
         return value
-    path = Path(os.path.expanduser(value))
+    path = Path(value).expanduser()
     path = path if path.is_absolute() else base / path
     try:
         json.loads(path.read_text(encoding="utf-8"))
@@ -323,10 +343,11 @@ def _network(reader: _Reader) -> None:
     if value is None or value == "none":
         return
     if isinstance(value, Mapping):
-        reader.fail("network", "", why=(
-            "egress allow-lists are not supported by this version of mcpbox; "
-            "use network: none (the default)"
-        ))
+        reader.fail(
+            "network",
+            "",
+            why=("egress allow-lists are not supported by this version of mcpbox; use network: none (the default)"),
+        )
     reader.fail("network", "none", value)
 
 
@@ -371,8 +392,9 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
     reader = _Reader(file, data, "")
     reader.check_keys(TOP_KEYS)
     base = file.parent if file is not None else Path.cwd()
-    name = reader.string("name", default=default_name, pattern=NAME_RE,
-                         expected="a name of lowercase letters, digits and dashes")
+    name = reader.string(
+        "name", default=default_name, pattern=NAME_RE, expected="a name of lowercase letters, digits and dashes"
+    )
     if name is None:
         reader.fail("name", "a name of lowercase letters, digits and dashes", why="is required")
     image = reader.string("image", pattern=IMAGE_RE, expected="an image reference such as mcpbox/time:1.0")
@@ -381,10 +403,19 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
     description = reader.string("description", default="") or ""
     _network(reader)
     return Profile(
-        name=name, image=image, source=file, description=description,
-        command=_command(reader), env=_env(reader), mounts=_mounts(reader, base),
-        resources=_resources(reader), seccomp=_seccomp(reader, base), user=_user(reader),
-        build=_build(reader), policy=_policy(reader), log=_log(reader),
+        name=name,
+        image=image,
+        source=file,
+        description=description,
+        command=_command(reader),
+        env=_env(reader),
+        mounts=_mounts(reader, base),
+        resources=_resources(reader),
+        seccomp=_seccomp(reader, base),
+        user=_user(reader),
+        build=_build(reader),
+        policy=_policy(reader),
+        log=_log(reader),
     )
 
 
@@ -392,13 +423,17 @@ def read_profile_file(path: Path) -> Profile:
     try:
         size = path.stat().st_size
         if size > MAX_PROFILE_BYTES:
-            raise ProfileError(f"{path}: the file is {size} bytes; profiles are at most {MAX_PROFILE_BYTES}.",
-                               "Check that this is the right file.")
+            raise ProfileError(
+                f"{path}: the file is {size} bytes; profiles are at most {MAX_PROFILE_BYTES}.",
+                "Check that this is the right file.",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ProfileError(f"{path}: no such profile file.", "Check the path.") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read the profile ({exc}).", "Check the file's permissions and encoding.") from exc
+        raise ProfileError(
+            f"{path}: cannot read the profile ({exc}).", "Check the file's permissions and encoding."
+        ) from exc
     return parse_profile(_strict_yaml(text, path), path, default_name=path.stem)
 
 
@@ -425,8 +460,10 @@ def find_profile(name_or_path: str) -> Path:
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         return Path(name_or_path).expanduser()
     if not NAME_RE.match(name_or_path):
-        raise ProfileError(f"{name_or_path!r} is not a profile name or a path to a YAML file.",
-                           "Run `mcpbox profile list` to see the profiles.")
+        raise ProfileError(
+            f"{name_or_path!r} is not a profile name or a path to a YAML file.",
+            "Run `mcpbox profile list` to see the profiles.",
+        )
     for directory in (paths.user_profiles_dir(), paths.builtin_profiles_dir()):
         for suffix in (".yaml", ".yml"):
             candidate = directory / f"{name_or_path}{suffix}"

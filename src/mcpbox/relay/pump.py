@@ -32,8 +32,9 @@ class Pending:
 
 
 class Relay:
-    def __init__(self, *, log: SessionLog, client_out: Output, err_out: Output,
-                 to_server: asyncio.StreamWriter, max_bytes: int) -> None:
+    def __init__(
+        self, *, log: SessionLog, client_out: Output, err_out: Output, to_server: asyncio.StreamWriter, max_bytes: int
+    ) -> None:
         self.log = log
         self.client_out = client_out
         self.err_out = err_out
@@ -113,13 +114,18 @@ class Relay:
             if parsed.id is not None and parsed.id in self.from_client:
                 # A broken answer to a real request: the client gets an error, not a hang.
                 self.from_client.pop(parsed.id)
-                await self._to_client(jsonrpc.error_response(
-                    parsed.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: the server's response was malformed ({parsed.reason})"
-                ))
+                await self._to_client(
+                    jsonrpc.error_response(
+                        parsed.id,
+                        jsonrpc.INTERNAL_ERROR,
+                        f"mcpbox: the server's response was malformed ({parsed.reason})",
+                    )
+                )
             return
         messages = _messages(parsed)
-        unsolicited = [m for m in messages if m.kind is Kind.RESPONSE and m.id is not None
-                       and m.id not in self.from_client]
+        unsolicited = [
+            m for m in messages if m.kind is Kind.RESPONSE and m.id is not None and m.id not in self.from_client
+        ]
         if unsolicited:
             # Only answers to requests the client actually made reach it; anything else could be forged.
             self._log_message(S2C, raw, parsed, verdict="drop", reason="response to no pending request")
@@ -148,9 +154,12 @@ class Relay:
         reason = f"message of {frame.size} bytes exceeds policy.max_message_bytes ({self.max_bytes})"
         self.log.text(direction, frame.prefix[:512], verdict="drop", reason=reason)
         self.counts["dropped"] += 1
-        error = jsonrpc.error_response(ident, RPC_MESSAGE_TOO_LARGE, f"mcpbox: {reason}",
-                                       {"mcpbox": {"error": "MessageTooLarge", "size": frame.size,
-                                                   "limit": self.max_bytes}})
+        error = jsonrpc.error_response(
+            ident,
+            RPC_MESSAGE_TOO_LARGE,
+            f"mcpbox: {reason}",
+            {"mcpbox": {"error": "MessageTooLarge", "size": frame.size, "limit": self.max_bytes}},
+        )
         if ident is None:
             return
         if method is not None:  # a request: its sender gets the error
@@ -163,13 +172,27 @@ class Relay:
         elif direction == C2S and self.from_server.pop(ident, None) is not None:
             await self._to_server(error)  # the client's answer was too big: the server hears why
 
-    def _log_message(self, direction: str, raw: bytes, parsed: Message | Batch, *,
-                     verdict: str = "forward", reason: str | None = None) -> None:
+    def _log_message(
+        self,
+        direction: str,
+        raw: bytes,
+        parsed: Message | Batch,
+        *,
+        verdict: str = "forward",
+        reason: str | None = None,
+    ) -> None:
         if isinstance(parsed, Batch):
             self.log.message(direction, raw, kind="batch", method=None, ident=None, verdict=verdict, reason=reason)
         else:
-            self.log.message(direction, raw, kind=parsed.kind.value, method=parsed.method, ident=parsed.id,
-                             verdict=verdict, reason=reason)
+            self.log.message(
+                direction,
+                raw,
+                kind=parsed.kind.value,
+                method=parsed.method,
+                ident=parsed.id,
+                verdict=verdict,
+                reason=reason,
+            )
 
     async def _to_client(self, data: bytes) -> None:
         self.counts[S2C] += 1
@@ -202,8 +225,9 @@ class Relay:
         self.from_client.clear()
         for ident, entry in pending:
             message = f"mcpbox: {why}; the request {entry.method!r} will not be answered"
-            error = jsonrpc.error_response(ident, RPC_SERVER_EXITED, message,
-                                           {"mcpbox": {"error": "ServerExited", "exitCode": exit_code}})
+            error = jsonrpc.error_response(
+                ident, RPC_SERVER_EXITED, message, {"mcpbox": {"error": "ServerExited", "exitCode": exit_code}}
+            )
             self.log.event("request_failed", id=ident, method=entry.method, reason=why)
             await self._to_client(error)
         return len(pending)

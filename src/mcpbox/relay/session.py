@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -67,11 +66,11 @@ def run(name_or_path: str, *, stdin_fd: int = 0, stdout_fd: int = 1, stderr_fd: 
     try:
         profile = load_profile(name_or_path)
     except MCPBoxError as error:
-        return _refuse(session, None, error, stdin_fd, stdout_fd, stderr_fd)
+        return _refuse(session, None, error, (stdin_fd, stdout_fd, stderr_fd))
     try:
         log = SessionLog.for_session(session, payloads=profile.log.payloads)
     except MCPBoxError as error:
-        return _refuse(session, None, error, stdin_fd, stdout_fd, stderr_fd)
+        return _refuse(session, None, error, (stdin_fd, stdout_fd, stderr_fd))
     return _Session(session, profile, log, (stdin_fd, stdout_fd, stderr_fd)).run()
 
 
@@ -97,16 +96,26 @@ class _Session:
         from mcpbox.sandbox.watchdog import Watchdog  # noqa: PLC0415
 
         started = time.monotonic()
-        self.log.event("start", session=self.session, profile=self.profile.name, image=self.profile.image,
-                       source=str(self.profile.source), pid=os.getpid())
+        self.log.event(
+            "start",
+            session=self.session,
+            profile=self.profile.name,
+            image=self.profile.image,
+            source=str(self.profile.source),
+            pid=os.getpid(),
+        )
         # Fork the guardian first, while this process is small and has no threads.
         self.watchdog = Watchdog.start(_remove_orphan)
         try:
             try:
                 sock = self._start_sandbox()
             except MCPBoxError as error:
-                return _refuse(self.session, self.log, error, self.stdin_fd, self.stdout_fd, self.stderr_fd)
+                return _refuse(self.session, self.log, error, (self.stdin_fd, self.stdout_fd, self.stderr_fd))
             self.log.event("started", container=self.container_id, ms=round((time.monotonic() - started) * 1000, 1))
+            # Desktop clients show a server's stderr in their logs: say where ours is.
+            with contextlib.suppress(OSError):
+                os.write(self.stderr_fd, f"mcpbox: session {self.session} (profile {self.profile.name}); "
+                         f"log: {self.log.path}\n".encode())
             threading.Thread(target=self._collect_garbage, name="mcpbox-gc", daemon=True).start()
             code, reason = asyncio.run(self._relay(sock))
             return RunResult(self.session, code, reason, self.log.path)
@@ -133,7 +142,7 @@ class _Session:
         assert self.engine is not None and self.container_id is not None  # noqa: S101
         try:
             self.exited.set_result(self.engine.wait_removed(self.container_id))
-        except BaseException as exc:  # noqa: BLE001 - handed to the relay, which reports it
+        except BaseException as exc:
             self.exited.set_exception(exc)
 
     def _collect_garbage(self) -> None:
@@ -152,8 +161,13 @@ class _Session:
         client_out = await Output(self.stdout_fd).open()
         err_out = await Output(self.stderr_fd, lossy_cap=1 << 20).open()
         server_in, server_out = await asyncio.open_connection(sock=sock, limit=2**16)
-        relay = Relay(log=self.log, client_out=client_out, err_out=err_out, to_server=server_out,
-                      max_bytes=self.profile.policy.max_message_bytes)
+        relay = Relay(
+            log=self.log,
+            client_out=client_out,
+            err_out=err_out,
+            to_server=server_out,
+            max_bytes=self.profile.policy.max_message_bytes,
+        )
         stop = asyncio.Event()
         signals: list[str] = []
 
@@ -168,23 +182,25 @@ class _Session:
         server_task = asyncio.create_task(relay.pump_server(server_in), name="server->client")
         stop_task = asyncio.create_task(stop.wait(), name="signals")
         try:
-            done, _ = await asyncio.wait({client_task, server_task, stop_task},
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({client_task, server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stop_task and (exc := task.exception()) is not None:
-                    raise SandboxError(f"the relay failed ({type(exc).__name__}: {exc}).",
-                                       "This is a bug in mcpbox; the session log has the details.") from exc
+                    raise SandboxError(
+                        f"the relay failed ({type(exc).__name__}: {exc}).",
+                        "This is a bug in mcpbox; the session log has the details.",
+                    ) from exc
             if server_task in done and client_task not in done and not stop.is_set():
                 return await self._server_gone(relay, exited, err_out)
+        except MCPBoxError as error:
+            self.log.event("relay_failed", reason=str(error))
+            err_out.write(f"mcpbox: {error}\n".encode())
+            return error.exit_code, str(error)
+        else:
             why = f"signal {signals[0]}" if signals else "client closed stdin"
             self.log.event("shutdown", reason=why)
             relay.close_server_stdin()
             await self._wait_or_stop(server_task)
             return 0, why
-        except MCPBoxError as error:
-            self.log.event("relay_failed", reason=str(error))
-            err_out.write(f"mcpbox: {error}\n".encode())
-            return error.exit_code, str(error)
         finally:
             for task in (client_task, stop_task, server_task):
                 task.cancel()
@@ -237,9 +253,9 @@ class _Session:
         self.container_id = None
 
 
-def _refuse(session: str, log: SessionLog | None, error: MCPBoxError, stdin_fd: int, stdout_fd: int,
-            stderr_fd: int) -> RunResult:
+def _refuse(session: str, log: SessionLog | None, error: MCPBoxError, fds: tuple[int, int, int]) -> RunResult:
     """Nothing could start: say why on stderr, and answer the client's requests with the same sentence."""
+    stdin_fd, stdout_fd, stderr_fd = fds
     if log is not None:
         log.event("start_failed", error=type(error).__name__, reason=str(error))
     with contextlib.suppress(OSError):
@@ -271,7 +287,3 @@ async def _answer_with(error: MCPBoxError, stdin_fd: int, stdout_fd: int) -> Non
                         return
     finally:
         await out.close()
-
-
-def main_stderr_fd() -> int:
-    return sys.stderr.fileno()

@@ -8,6 +8,7 @@ run < requests.jsonl` works as well as a desktop client's pipes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 
@@ -51,9 +52,7 @@ class Output:
         loop = asyncio.get_running_loop()
         try:
             pipe = os.fdopen(os.dup(self.fd), "wb", buffering=0)
-            transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, pipe
-            )
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
         except ValueError:
             pipe.close()
             return self  # regular file or similar: blocking writes are fine there
@@ -85,13 +84,11 @@ class Output:
             except (ConnectionError, RuntimeError):
                 self.broken = True
 
-    async def close(self, timeout: float = 2.0) -> None:
-        """Flush what is buffered (bounded), then close."""
+    async def close(self, grace: float = 2.0) -> None:
+        """Flush what is buffered (bounded by ``grace`` seconds), then close."""
         if self._writer is None:
             return
-        transport = self._writer.transport
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while transport.get_write_buffer_size() and not transport.is_closing() and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        transport.close()
+        # Closing a pipe transport writes out its buffer first; wait_closed() returns once it has.
+        self._writer.close()
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(self._writer.wait_closed(), grace)

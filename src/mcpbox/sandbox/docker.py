@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import docker.utils
 import requests.exceptions
 
 from mcpbox.errors import EngineError, ImageMissingError, MCPBoxError, SessionNotFoundError
@@ -79,7 +80,7 @@ def _ignore_gone(call: Callable[[], T]) -> T | None:
 class Engine:
     """A connection to the Docker engine, configured from the environment like the docker CLI."""
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, timeout: int = 30) -> None:
         with _translated("connecting"):
             kwargs = docker.utils.kwargs_from_env()
             self.api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
@@ -92,22 +93,20 @@ class Engine:
     def image_exists(self, image: str) -> bool:
         with _translated(f"inspecting image {image}"):
             try:
-                self.api.inspect_image(image)
+                self.api.inspect_image(image)  # type: ignore[no-untyped-call]
             except docker.errors.ImageNotFound:
                 return False
             return True
 
     def create(self, body: dict[str, Any], name: str) -> str:
         with _translated(f"creating the sandbox for image {body.get('Image')}"):
-            result = self.api.create_container_from_config(body, name=name)
+            result = self.api.create_container_from_config(body, name=name)  # type: ignore[no-untyped-call]
             return str(result["Id"])
 
     def attach(self, container_id: str) -> socket.socket:
         """A raw socket carrying the container's stdin (to write) and multiplexed stdout/stderr."""
         with _translated("attaching to the sandbox"):
-            sock = self.api.attach_socket(
-                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
+            sock = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         raw = getattr(sock, "_sock", sock)
         if not isinstance(raw, socket.socket):
             raise EngineError(

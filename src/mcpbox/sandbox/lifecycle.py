@@ -14,8 +14,9 @@ def stop_session(session: str, engine: Engine | None = None) -> str:
     matches = [s for s in engine.sandboxes() if s.session.startswith(session)] if session else []
     if len(matches) != 1:
         found = "no" if not matches else f"{len(matches)}"
-        raise SessionNotFoundError(f"{found} running sandbox(es) match session {session!r}.",
-                                   "Run `mcpbox ps` and pass one session id.")
+        raise SessionNotFoundError(
+            f"{found} running sandbox(es) match session {session!r}.", "Run `mcpbox ps` and pass one session id."
+        )
     engine.stop(matches[0].id, STOP_TIMEOUT)
     engine.remove(matches[0].id)
     return matches[0].session

@@ -10,6 +10,7 @@ the client's pipes (so the client still sees mcpbox's stdout close at once).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -42,16 +43,12 @@ class Watchdog:
         """The owner cleaned up: the guardian exits without touching the engine."""
         if self._fd < 0:
             return
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._fd, _DONE)
-        except OSError:
-            pass
         os.close(self._fd)
         self._fd = -1
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
 
 
 def _guard(read_fd: int, remove: Callable[[str], None]) -> None:  # pragma: no cover - child process
@@ -70,7 +67,6 @@ def _guard(read_fd: int, remove: Callable[[str], None]) -> None:  # pragma: no c
         return
     ids = [line[3:] for line in data.decode().splitlines() if line.startswith("id ")]
     for container_id in ids:
-        try:
+        # Nothing to report to from here; `mcpbox gc` at the next start retries.
+        with contextlib.suppress(Exception):
             remove(container_id)
-        except Exception:  # noqa: BLE001, S110 - nothing to report to; gc at the next start retries
-            pass

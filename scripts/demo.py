@@ -1,0 +1,41 @@
+"""`make demo`: a real MCP SDK client session through `mcpbox run time`.
+
+Lists the sandboxed server's tools, asks it for the current time, and says
+where the session log is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import anyio
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+
+async def main() -> int:
+    mcpbox = shutil.which("mcpbox") or str(Path(sys.executable).parent / "mcpbox")
+    with tempfile.TemporaryFile("w+") as errlog:
+        params = StdioServerParameters(command=mcpbox, args=["run", "time"])
+        with anyio.fail_after(120):
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                print(f"connected to {client.server_info.name if client.server_info else '?'} "
+                      f"over MCP {client.session.protocol_version}, sandboxed by mcpbox")
+                tools = await client.list_tools()
+                print("tools:", ", ".join(tool.name for tool in tools.tools))
+                result = await client.call_tool("get_current_time", {"timezone": "UTC"})
+                answer = json.loads(result.content[0].text)
+                print(f"current time (UTC), from inside the sandbox: {answer['datetime']}")
+        errlog.seek(0)
+        found = re.search(r"log: (\S+\.jsonl)", errlog.read())
+    print(f"session log: {found.group(1) if found else '(not reported)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(main))

@@ -1,0 +1,185 @@
+"""Profiles are strict: every bad value is refused with the file, the key path and what is expected."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mcpbox.errors import ProfileError
+from mcpbox.profile import load_profile
+from mcpbox.profile.load import parse_size, read_profile_file
+from mcpbox.profile.model import DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_USER
+from tests.conftest import MCPBOX, Home
+
+
+def write(tmp_path: Path, data: Any, name: str = "p") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+BASE = {"name": "p", "image": "mcpbox/time:1"}
+
+BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
+    # (case, profile fields over BASE, key path named, words in the explanation)
+    ("unknown top-level key", {"imagee": "x"}, "imagee", "unknown key"),
+    ("unknown nested key", {"resources": {"memroy": "1g"}}, "resources.memroy", "unknown key"),
+    ("wrong type for command", {"command": "mcp-server-time"}, "command", "list of strings"),
+    ("wrong type for env value", {"env": {"A": ["x"]}}, "env.A", "plain string"),
+    ("bool env value", {"env": {"A": True}}, "env.A", "plain string"),
+    ("bad mount mode", {"mounts": [{"source": "/etc", "target": "/data", "mode": "rwx"}]}, "mounts[0].mode", "ro or rw"),
+    ("missing mount source", {"mounts": [{"source": "/nonexistent/x", "target": "/d"}]}, "mounts[0].source", "does not exist"),
+    ("relative mount target", {"mounts": [{"source": "/etc", "target": "data"}]}, "mounts[0].target", "absolute"),
+    ("mount over /proc", {"mounts": [{"source": "/etc", "target": "/proc/x"}]}, "mounts[0].target", "/proc"),
+    ("mount of /", {"mounts": [{"source": "/", "target": "/host"}]}, "mounts[0].source", "root filesystem"),
+    ("mount of /.. (resolves to /)", {"mounts": [{"source": "/etc/..", "target": "/host"}]}, "mounts[0].source",
+     "root filesystem"),
+    ("docker socket", {"mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]}, "mounts[0].source",
+     "control socket"),
+    ("directory holding the docker socket", {"mounts": [{"source": "/run", "target": "/r"}]}, "mounts[0].source",
+     "control socket"),
+    ("bad memory size", {"resources": {"memory": "lots"}}, "resources.memory", "size"),
+    ("memory too small", {"resources": {"memory": "1m"}}, "resources.memory", "at least 16m"),
+    ("negative cpus", {"resources": {"cpus": -1}}, "resources.cpus", "between"),
+    ("pids as string", {"resources": {"pids": "many"}}, "resources.pids", "whole number"),
+    ("root user", {"user": "0:0"}, "user", "root"),
+    ("root group", {"user": "1000:0"}, "user", "root"),
+    ("user by name", {"user": "root"}, "user", "numeric"),
+    ("unconfined seccomp", {"seccomp": "unconfined"}, "seccomp", "never allowed"),
+    ("unknown seccomp name", {"seccomp": "loose"}, "seccomp", "one of"),
+    ("network allow-list not yet supported", {"network": {"allow": ["x:443"]}}, "network", "not supported"),
+    ("network bridge", {"network": "bridge"}, "network", "expected none"),
+    ("secrets not yet enforced", {"secrets": {"T": "t"}}, "secrets", "not enforced"),
+    ("tools not yet enforced", {"tools": {"deny": ["x"]}}, "tools", "not enforced"),
+    ("pinning not yet enforced", {"policy": {"pin_tools": True}}, "policy.pin_tools", "not enforced"),
+    ("bad name", {"name": "Bad Name"}, "name", "lowercase"),
+    ("bad log payloads", {"log": {"payloads": "some"}}, "log.payloads", "full or metadata"),
+    ("tiny message cap", {"policy": {"max_message_bytes": 10}}, "policy.max_message_bytes", "between"),
+    ("build with both", {"build": {"pypi": "a", "npm": "b"}}, "build", "exactly one"),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "key", "words"), BAD_PROFILES, ids=[c[0] for c in BAD_PROFILES])
+def test_bad_profile_is_refused_naming_file_and_key(tmp_path: Path, case: str, fields: dict[str, Any], key: str,
+                                                    words: str) -> None:
+    path = write(tmp_path, {**BASE, **fields})
+    with pytest.raises(ProfileError) as caught:
+        read_profile_file(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"{key}:" in message
+    assert words in message
+    assert caught.value.exit_code == 2
+
+
+def test_missing_image_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="image: is required"):
+        read_profile_file(write(tmp_path, {"name": "p"}))
+
+
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: p\nimage: a\nuser: '1000:1000'\nuser: '0:0'\n")
+    with pytest.raises(ProfileError, match="line 4: duplicate key 'user'"):
+        read_profile_file(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"line \d+: not valid YAML"):
+        read_profile_file(write(tmp_path, "name: p\nimage: [unclosed\n"))
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="expected a mapping"):
+        read_profile_file(write(tmp_path, "- a\n- b\n"))
+
+
+def test_defaults_are_the_safe_ones(tmp_path: Path) -> None:
+    profile = read_profile_file(write(tmp_path, BASE))
+    assert profile.user == DEFAULT_USER
+    assert profile.resources.memory == DEFAULT_MEMORY
+    assert profile.resources.pids == DEFAULT_PIDS
+    assert profile.mounts == ()
+    assert profile.seccomp == "default"
+    assert profile.loosenings() == []
+
+
+def test_mounts_default_to_read_only_and_loosenings_are_listed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    path = write(tmp_path, {**BASE, "mounts": [{"source": "data", "target": "/data"},
+                                               {"source": str(data), "target": "/out", "mode": "rw"}],
+                            "resources": {"memory": "2g", "pids": 512}})
+    profile = read_profile_file(path)
+    assert [m.mode for m in profile.mounts] == ["ro", "rw"]
+    assert profile.mounts[0].source == data.resolve()  # relative to the profile's folder
+    loosened = "\n".join(profile.loosenings())
+    assert "(read-only)" in loosened
+    assert "(read-write)" in loosened
+    assert "memory limit" in loosened
+    assert "pids limit 512" in loosened
+
+
+def test_symlink_to_docker_socket_directory_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "innocent"
+    link.symlink_to("/var/run")
+    path = write(tmp_path, {**BASE, "mounts": [{"source": str(link), "target": "/x"}]})
+    with pytest.raises(ProfileError, match="control socket"):
+        read_profile_file(path)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512m", 512 * 2**20), ("1g", 2**30), ("1G", 2**30), ("64MiB", 64 * 2**20), ("1.5g", int(1.5 * 2**30)),
+    (4096, 4096), ("100", 100), ("100b", 100), ("lots", None), ("-1m", None), (True, None), ("1ib", None), (0, None),
+])
+def test_parse_size(text: Any, expected: int | None) -> None:
+    assert parse_size(text) == expected
+
+
+def test_user_profile_wins_over_builtin(home: Home) -> None:
+    home.write_profile("time", {"image": "mine:1"})
+    assert load_profile("time").image == "mine:1"
+
+
+def test_builtin_time_profile_loads(home: Home) -> None:
+    profile = load_profile("time")
+    assert profile.image.startswith("mcpbox/time:")
+    assert profile.loosenings() == []
+
+
+def test_unknown_profile_name_says_how_to_list(home: Home) -> None:
+    with pytest.raises(ProfileError, match="mcpbox profile list"):
+        load_profile("nope")
+
+
+def test_cli_validate_exits_2_with_one_sentence(tmp_path: Path, home: Home) -> None:
+    path = write(tmp_path, {**BASE, "user": "0"})
+    result = subprocess.run([MCPBOX, "validate-nothing"], capture_output=True, text=True, env=home.full_env(),
+                            check=False)
+    assert result.returncode == 2
+    result = subprocess.run([MCPBOX, "profile", "validate", str(path)], capture_output=True, text=True,
+                            env=home.full_env(), check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "user: root" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_show_lists_loosenings_and_json(tmp_path: Path, home: Home) -> None:
+    import json
+
+    (tmp_path / "notes").mkdir()
+    home.write_profile("notes", {"image": "x:1", "mounts": [{"source": str(tmp_path / "notes"), "target": "/n",
+                                                            "mode": "rw"}]})
+    text = subprocess.run([MCPBOX, "profile", "show", "notes"], capture_output=True, text=True,
+                          env=home.full_env(), check=True).stdout
+    assert "loosens the defaults:" in text
+    assert "(read-write)" in text
+    data = json.loads(subprocess.run([MCPBOX, "profile", "show", "notes", "--json"], capture_output=True, text=True,
+                                     env=home.full_env(), check=True).stdout)
+    assert data["container"]["network"] == "none"
+    assert data["container"]["mounts"][0]["mode"] == "rw"
+    assert any("read-write" in item for item in data["loosens"])
