@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp_types import TextContent
 
 
 async def main() -> int:
@@ -24,12 +25,17 @@ async def main() -> int:
         params = StdioServerParameters(command=mcpbox, args=["run", "time"])
         with anyio.fail_after(120):
             async with Client(stdio_client(params, errlog=errlog)) as client:
-                print(f"connected to {client.server_info.name if client.server_info else '?'} "
-                      f"over MCP {client.session.protocol_version}, sandboxed by mcpbox")
+                print(
+                    f"connected to {client.server_info.name if client.server_info else '?'} "
+                    f"over MCP {client.session.protocol_version}, sandboxed by mcpbox"
+                )
                 tools = await client.list_tools()
                 print("tools:", ", ".join(tool.name for tool in tools.tools))
                 result = await client.call_tool("get_current_time", {"timezone": "UTC"})
-                answer = json.loads(result.content[0].text)
+                block = result.content[0]
+                if not isinstance(block, TextContent):
+                    raise SystemExit(f"unexpected answer from the server: {block!r}")
+                answer = json.loads(block.text)
                 print(f"current time (UTC), from inside the sandbox: {answer['datetime']}")
         errlog.seek(0)
         found = re.search(r"log: (\S+\.jsonl)", errlog.read())

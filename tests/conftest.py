@@ -79,9 +79,9 @@ def docker_api() -> Any:
     import docker
 
     try:
-        api = docker.APIClient(version="auto")
+        api: Any = docker.APIClient(version="auto")
         api.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"no Docker engine answers ({exc}); run scripts/setup.sh (make test does)")
     for image in (TIME_IMAGE, HOSTILE_IMAGE):
         try:
@@ -125,8 +125,9 @@ def hostile_profile(home: Home, name: str = "hostile", **extra: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sdk_client(profile: str, home: Home, *, mode: str = "auto", errlog: TextIO | None = None,
-                     **client_kwargs: Any) -> AsyncIterator[Any]:
+async def sdk_client(
+    profile: str, home: Home, *, mode: str = "auto", errlog: TextIO | None = None, **client_kwargs: Any
+) -> AsyncIterator[Any]:
     """The official MCP SDK client, spawning `mcpbox run PROFILE` over stdio."""
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -152,7 +153,10 @@ class RawClient:
         import threading
 
         self.proc = subprocess.Popen(
-            [MCPBOX, "run", profile], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [MCPBOX, "run", profile],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=home.full_env(**(env or {})),
         )
         self.lines: queue.Queue[bytes] = queue.Queue()
@@ -191,8 +195,9 @@ class RawClient:
         result: dict[str, Any] = json.loads(self.recv_line(timeout))
         return result
 
-    def request(self, ident: int | str, method: str, params: dict[str, Any] | None = None,
-                timeout: float = 20.0) -> dict[str, Any]:
+    def request(
+        self, ident: int | str, method: str, params: dict[str, Any] | None = None, timeout: float = 20.0
+    ) -> dict[str, Any]:
         """Send a request and return its response, collecting anything else that arrives first."""
         self.send({"jsonrpc": "2.0", "id": ident, "method": method, "params": params or {}})
         self.others: list[dict[str, Any]] = []
@@ -203,15 +208,21 @@ class RawClient:
             self.others.append(message)
 
     def initialize(self, version: str = "2025-11-25") -> dict[str, Any]:
-        response = self.request(0, "initialize", {
-            "protocolVersion": version, "capabilities": {"sampling": {}, "roots": {}, "elicitation": {}},
-            "clientInfo": {"name": "raw-test", "version": "1"},
-        })
+        response = self.request(
+            0,
+            "initialize",
+            {
+                "protocolVersion": version,
+                "capabilities": {"sampling": {}, "roots": {}, "elicitation": {}},
+                "clientInfo": {"name": "raw-test", "version": "1"},
+            },
+        )
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return response
 
-    def call_tool(self, ident: int, name: str, arguments: dict[str, Any] | None = None,
-                  timeout: float = 60.0) -> dict[str, Any]:
+    def call_tool(
+        self, ident: int, name: str, arguments: dict[str, Any] | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         return self.request(ident, "tools/call", {"name": name, "arguments": arguments or {}}, timeout=timeout)
 
     def close_stdin(self) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -33,8 +34,9 @@ def test_client_closing_stdin_removes_the_sandbox(home: Home, docker_clean: Any,
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_signal_to_mcpbox_removes_the_sandbox(home: Home, docker_clean: Any, raw_clients: list[RawClient],
-                                              sig: signal.Signals) -> None:
+def test_signal_to_mcpbox_removes_the_sandbox(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient], sig: signal.Signals
+) -> None:
     client = start(home, raw_clients)
     assert "result" in client.initialize()
     session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
@@ -45,8 +47,9 @@ def test_signal_to_mcpbox_removes_the_sandbox(home: Home, docker_clean: Any, raw
     assert any(r.get("event") == "shutdown" and sig.name in r["reason"] for r in read_log(log))
 
 
-def test_a_server_that_ignores_stdin_eof_is_stopped_within_bounds(home: Home, docker_clean: Any,
-                                                                  raw_clients: list[RawClient]) -> None:
+def test_a_server_that_ignores_stdin_eof_is_stopped_within_bounds(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     hostile_profile(home, "stubborn", command=["--ignore-eof"])
     client = start(home, raw_clients, "stubborn")
     assert "result" in client.initialize()
@@ -64,8 +67,7 @@ def _guardian_of(pid: int) -> psutil.Process:
     return children[0]
 
 
-def test_sigkilled_mcpbox_still_loses_its_sandbox(home: Home, docker_clean: Any,
-                                                  raw_clients: list[RawClient]) -> None:
+def test_sigkilled_mcpbox_still_loses_its_sandbox(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> None:
     # A server that ignores EOF: only mcpbox's guardian can end it once mcpbox is gone.
     hostile_profile(home, "stubborn", command=["--ignore-eof"])
     client = start(home, raw_clients, "stubborn")
@@ -76,8 +78,9 @@ def test_sigkilled_mcpbox_still_loses_its_sandbox(home: Home, docker_clean: Any,
     assert wait_until_gone(docker_clean, session, timeout=15) == []
 
 
-def test_sigkill_of_mcpbox_and_its_guardian_is_cleaned_by_gc(home: Home, docker_clean: Any,
-                                                             raw_clients: list[RawClient]) -> None:
+def test_sigkill_of_mcpbox_and_its_guardian_is_cleaned_by_gc(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     hostile_profile(home, "stubborn", command=["--ignore-eof"])
     client = start(home, raw_clients, "stubborn")
     assert "result" in client.initialize()
@@ -88,8 +91,9 @@ def test_sigkill_of_mcpbox_and_its_guardian_is_cleaned_by_gc(home: Home, docker_
     client.wait()
     time.sleep(1.0)  # bounded: give the engine time; the container must still be there for gc to matter
     assert labelled(docker_clean, session), "the server ignores EOF, so only gc can remove it"
-    result = subprocess.run([MCPBOX, "gc", "--json"], capture_output=True, text=True, env=home.full_env(),
-                            check=True, timeout=60)
+    result = subprocess.run(
+        [MCPBOX, "gc", "--json"], capture_output=True, text=True, env=home.full_env(), check=True, timeout=60
+    )
     assert session in [r["session"] for r in json.loads(result.stdout)]
     assert wait_until_gone(docker_clean, session) == []
 
@@ -101,15 +105,19 @@ def test_gc_leaves_live_sessions_alone(home: Home, docker_clean: Any, raw_client
     subprocess.run([MCPBOX, "gc"], capture_output=True, env=home.full_env(), check=True, timeout=60)
     assert labelled(docker_clean, session)
     assert "result" in client.request(5, "ping")
-    ps = json.loads(subprocess.run([MCPBOX, "ps", "--json"], capture_output=True, text=True, env=home.full_env(),
-                                   check=True, timeout=60).stdout)
+    ps = json.loads(
+        subprocess.run(
+            [MCPBOX, "ps", "--json"], capture_output=True, text=True, env=home.full_env(), check=True, timeout=60
+        ).stdout
+    )
     assert [p for p in ps if p["session"] == session and not p["orphan"]]
     client.close_stdin()
     assert client.wait() == 0
 
 
-def test_server_crash_answers_pending_requests_and_exits_nonzero(home: Home, docker_clean: Any,
-                                                                 raw_clients: list[RawClient]) -> None:
+def test_server_crash_answers_pending_requests_and_exits_nonzero(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     hostile_profile(home)
     client = start(home, raw_clients, "hostile")
     assert "result" in client.initialize()
@@ -127,16 +135,16 @@ def test_server_crash_answers_pending_requests_and_exits_nonzero(home: Home, doc
     assert wait_until_gone(docker_clean) == []
 
 
-def test_mcpbox_stop_ends_a_session_with_errors_for_pending_requests(home: Home, docker_clean: Any,
-                                                                     raw_clients: list[RawClient]) -> None:
+def test_mcpbox_stop_ends_a_session_with_errors_for_pending_requests(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     hostile_profile(home)
     client = start(home, raw_clients, "hostile")
     assert "result" in client.initialize()
     session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
     client.send({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
     time.sleep(0.5)  # bounded: let the request reach the server
-    subprocess.run([MCPBOX, "stop", session[:15]], env=home.full_env(), check=True, timeout=60,
-                   capture_output=True)
+    subprocess.run([MCPBOX, "stop", session[:15]], env=home.full_env(), check=True, timeout=60, capture_output=True)
     assert client.recv(timeout=15)["error"]["code"] == -32011
     assert client.wait() == 1
     assert labelled(docker_clean, session) == []
@@ -146,15 +154,19 @@ def _startup_error(home: Home, raw_clients: list[RawClient], profile: str, **kw:
     client = start(home, raw_clients, profile, **kw)
     # The SDK probes server/discover first, then falls back to initialize: both must hear why.
     discover = client.request(1, "server/discover", {"_meta": {}})
-    init = client.request(2, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                            "clientInfo": {"name": "t", "version": "1"}})
+    init = client.request(
+        2,
+        "initialize",
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    )
     assert discover["error"]["message"] == init["error"]["message"]
     assert client.wait() != 0
     return init["error"], client.stderr.decode()
 
 
-def test_missing_image_is_a_jsonrpc_error_naming_it(home: Home, docker_clean: Any,
-                                                    raw_clients: list[RawClient]) -> None:
+def test_missing_image_is_a_jsonrpc_error_naming_it(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     home.write_profile("ghost", {"image": "mcpbox/does-not-exist:1"})
     error, stderr = _startup_error(home, raw_clients, "ghost")
     assert "image is not present" in error["message"]
@@ -164,15 +176,17 @@ def test_missing_image_is_a_jsonrpc_error_naming_it(home: Home, docker_clean: An
     assert labelled(docker_clean) == []
 
 
-def test_engine_down_is_a_jsonrpc_error(home: Home, docker_clean: Any, raw_clients: list[RawClient],
-                                        tmp_path: Any) -> None:
+def test_engine_down_is_a_jsonrpc_error(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient], tmp_path: Any
+) -> None:
     error, _ = _startup_error(home, raw_clients, "time", env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert "cannot reach the Docker engine" in error["message"]
     assert "Start the Docker engine" in error["message"]
 
 
-def test_invalid_profile_is_a_jsonrpc_error_and_starts_nothing(home: Home, docker_clean: Any,
-                                                               raw_clients: list[RawClient]) -> None:
+def test_invalid_profile_is_a_jsonrpc_error_and_starts_nothing(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     home.write_profile("bad", {"image": "mcpbox/time:2026.10.19", "user": "0:0"})
     error, stderr = _startup_error(home, raw_clients, "bad")
     assert "bad.yaml: user: root" in error["message"]
@@ -182,12 +196,11 @@ def test_invalid_profile_is_a_jsonrpc_error_and_starts_nothing(home: Home, docke
     assert raw_clients[-1].proc.returncode == 2
 
 
-def test_guardian_holds_none_of_the_clients_pipes(home: Home, docker_clean: Any,
-                                                  raw_clients: list[RawClient]) -> None:
+def test_guardian_holds_none_of_the_clients_pipes(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> None:
     client = start(home, raw_clients)
     assert "result" in client.initialize()
     guardian = _guardian_of(client.proc.pid)
-    held = {os.readlink(f"/proc/{guardian.pid}/fd/{fd}") for fd in (0, 1, 2)}
+    held = {str(Path(f"/proc/{guardian.pid}/fd/{fd}").readlink()) for fd in (0, 1, 2)}
     assert held == {os.devnull}
     assert guardian.pid == os.getsid(guardian.pid), "the guardian leads its own session"
     client.close_stdin()

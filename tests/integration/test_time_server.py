@@ -23,8 +23,9 @@ async def _list_and_call(home: Home, mode: str) -> tuple[str, list[str], dict[st
 
 
 @pytest.mark.parametrize(("mode", "era"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
-def test_sdk_client_lists_and_calls_tools_through_the_sandbox(home: Home, docker_clean: Any, mode: str,
-                                                               era: str) -> None:
+def test_sdk_client_lists_and_calls_tools_through_the_sandbox(
+    home: Home, docker_clean: Any, mode: str, era: str
+) -> None:
     version, names, answer = anyio.run(_list_and_call, home, mode)
     assert version == era
     assert {"get_current_time", "convert_time"} <= set(names)
@@ -54,8 +55,9 @@ def test_session_log_records_each_message_before_and_after(home: Home, docker_cl
     assert "datetime" in json.dumps(answers[0]["msg"])
 
 
-def test_docker_inspect_shows_every_lockdown_setting(home: Home, docker_clean: Any,
-                                                     raw_clients: list[RawClient]) -> None:
+def test_docker_inspect_shows_every_lockdown_setting(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
     client = RawClient("time", home)
     raw_clients.append(client)
     assert "result" in client.initialize()

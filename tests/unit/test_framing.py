@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +20,7 @@ def feed_all(framer: LineFramer, chunks: list[bytes]) -> list[Line | Oversize]:
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 lines_st = st.lists(st.binary(min_size=0, max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=12)
@@ -31,8 +33,10 @@ def test_any_split_of_the_stream_gives_the_same_lines(lines: list[bytes], cuts: 
     assert frames == [Line(line + b"\n") for line in lines]
 
 
-@given(sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=8),
-       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30))
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30),
+)
 def test_lines_over_the_cap_are_dropped_and_the_rest_survive(sizes: list[int], cuts: list[int]) -> None:
     limit = 100
     data = b"".join(b"x" * n + b"\n" for n in sizes)
@@ -50,7 +54,7 @@ def test_oversize_never_buffers_the_whole_line() -> None:
     framer = LineFramer(limit=1024)
     for _ in range(1000):  # 64 MiB streamed through, no newline yet
         assert framer.feed(b"y" * 65536) == []
-        assert len(framer._buf) == 0  # noqa: SLF001 - the point of the test
+        assert len(framer._buf) == 0
     frames = framer.feed(b"\n{}\n")
     assert isinstance(frames[0], Oversize)
     assert frames[0].size == 1000 * 65536 + 1
@@ -80,8 +84,10 @@ def frame(stream: int, payload: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
 
 
-@given(parts=st.lists(st.tuples(st.sampled_from([1, 2]), st.binary(max_size=50)), max_size=10),
-       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20))
+@given(
+    parts=st.lists(st.tuples(st.sampled_from([1, 2]), st.binary(max_size=50)), max_size=10),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
+)
 def test_demux_reassembles_frames_split_anywhere(parts: list[tuple[int, bytes]], cuts: list[int]) -> None:
     data = b"".join(frame(s, p) for s, p in parts)
     demux = DockerDemux()

@@ -69,6 +69,8 @@ ESCAPE_TOOLS = {
 }
 RELAY_TOOLS = {
     "echo",
+    "echo_raw",
+    "forge_response",
     "noise",
     "giant",
     "split_write",

@@ -8,13 +8,16 @@ from mcpbox import jsonrpc
 from mcpbox.jsonrpc import Batch, Invalid, Kind, Message
 
 
-@pytest.mark.parametrize(("line", "kind", "ident"), [
-    (b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}', Kind.REQUEST, 1),
-    (b'{"jsonrpc":"2.0","id":"a","method":"server/discover"}', Kind.REQUEST, "a"),
-    (b'{"jsonrpc":"2.0","method":"notifications/initialized"}', Kind.NOTIFICATION, None),
-    (b'{"jsonrpc":"2.0","id":1,"result":{}}\r\n', Kind.RESPONSE, 1),
-    (b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}', Kind.RESPONSE, None),
-])
+@pytest.mark.parametrize(
+    ("line", "kind", "ident"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}', Kind.REQUEST, 1),
+        (b'{"jsonrpc":"2.0","id":"a","method":"server/discover"}', Kind.REQUEST, "a"),
+        (b'{"jsonrpc":"2.0","method":"notifications/initialized"}', Kind.NOTIFICATION, None),
+        (b'{"jsonrpc":"2.0","id":1,"result":{}}\r\n', Kind.RESPONSE, 1),
+        (b'{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}', Kind.RESPONSE, None),
+    ],
+)
 def test_messages_are_classified(line: bytes, kind: Kind, ident: object) -> None:
     parsed = jsonrpc.parse(line)
     assert isinstance(parsed, Message)
@@ -22,20 +25,23 @@ def test_messages_are_classified(line: bytes, kind: Kind, ident: object) -> None
     assert parsed.id == ident
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    (b"hello world", "not valid JSON"),
-    (b"\xff\xfe garbage", "not valid UTF-8"),
-    ('{"jsonrpc":"2.0","id":1,"result":1}'.encode("utf-16"), "not valid UTF-8"),
-    (b"[1,2]", "batch element"),
-    (b"[]", "empty batch"),
-    (b'{"foo":1}', "jsonrpc"),
-    (b'{"jsonrpc":"2.0","id":true,"method":"x"}', "request id"),
-    (b'{"jsonrpc":"2.0","id":1,"method":""}', "method"),
-    (b'{"jsonrpc":"2.0","id":1,"result":1,"error":{}}', "exactly one"),
-    (b'{"jsonrpc":"2.0","id":1}', "exactly one"),
-    (b'{"jsonrpc":"2.0","id":1,"result":NaN}', "not valid JSON"),
-    (b'{"jsonrpc":"2.0","method":"x","params":3}', "params"),
-])
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"hello world", "not valid JSON"),
+        (b"\xff\xfe garbage", "not valid UTF-8"),
+        ('{"jsonrpc":"2.0","id":1,"result":1}'.encode("utf-16"), "not valid UTF-8"),
+        (b"[1,2]", "batch element"),
+        (b"[]", "empty batch"),
+        (b'{"foo":1}', "jsonrpc"),
+        (b'{"jsonrpc":"2.0","id":true,"method":"x"}', "request id"),
+        (b'{"jsonrpc":"2.0","id":1,"method":""}', "method"),
+        (b'{"jsonrpc":"2.0","id":1,"result":1,"error":{}}', "exactly one"),
+        (b'{"jsonrpc":"2.0","id":1}', "exactly one"),
+        (b'{"jsonrpc":"2.0","id":1,"result":NaN}', "not valid JSON"),
+        (b'{"jsonrpc":"2.0","method":"x","params":3}', "params"),
+    ],
+)
 def test_non_messages_say_why(line: bytes, reason: str) -> None:
     parsed = jsonrpc.parse(line)
     assert isinstance(parsed, Invalid)

@@ -31,17 +31,39 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("wrong type for command", {"command": "mcp-server-time"}, "command", "list of strings"),
     ("wrong type for env value", {"env": {"A": ["x"]}}, "env.A", "plain string"),
     ("bool env value", {"env": {"A": True}}, "env.A", "plain string"),
-    ("bad mount mode", {"mounts": [{"source": "/etc", "target": "/data", "mode": "rwx"}]}, "mounts[0].mode", "ro or rw"),
-    ("missing mount source", {"mounts": [{"source": "/nonexistent/x", "target": "/d"}]}, "mounts[0].source", "does not exist"),
+    (
+        "bad mount mode",
+        {"mounts": [{"source": "/etc", "target": "/data", "mode": "rwx"}]},
+        "mounts[0].mode",
+        "ro or rw",
+    ),
+    (
+        "missing mount source",
+        {"mounts": [{"source": "/nonexistent/x", "target": "/d"}]},
+        "mounts[0].source",
+        "does not exist",
+    ),
     ("relative mount target", {"mounts": [{"source": "/etc", "target": "data"}]}, "mounts[0].target", "absolute"),
     ("mount over /proc", {"mounts": [{"source": "/etc", "target": "/proc/x"}]}, "mounts[0].target", "/proc"),
     ("mount of /", {"mounts": [{"source": "/", "target": "/host"}]}, "mounts[0].source", "root filesystem"),
-    ("mount of /.. (resolves to /)", {"mounts": [{"source": "/etc/..", "target": "/host"}]}, "mounts[0].source",
-     "root filesystem"),
-    ("docker socket", {"mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]}, "mounts[0].source",
-     "control socket"),
-    ("directory holding the docker socket", {"mounts": [{"source": "/run", "target": "/r"}]}, "mounts[0].source",
-     "control socket"),
+    (
+        "mount of /.. (resolves to /)",
+        {"mounts": [{"source": "/etc/..", "target": "/host"}]},
+        "mounts[0].source",
+        "root filesystem",
+    ),
+    (
+        "docker socket",
+        {"mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]},
+        "mounts[0].source",
+        "control socket",
+    ),
+    (
+        "directory holding the docker socket",
+        {"mounts": [{"source": "/run", "target": "/r"}]},
+        "mounts[0].source",
+        "control socket",
+    ),
     ("bad memory size", {"resources": {"memory": "lots"}}, "resources.memory", "size"),
     ("memory too small", {"resources": {"memory": "1m"}}, "resources.memory", "at least 16m"),
     ("negative cpus", {"resources": {"cpus": -1}}, "resources.cpus", "between"),
@@ -64,8 +86,9 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
 
 
 @pytest.mark.parametrize(("case", "fields", "key", "words"), BAD_PROFILES, ids=[c[0] for c in BAD_PROFILES])
-def test_bad_profile_is_refused_naming_file_and_key(tmp_path: Path, case: str, fields: dict[str, Any], key: str,
-                                                    words: str) -> None:
+def test_bad_profile_is_refused_naming_file_and_key(
+    tmp_path: Path, case: str, fields: dict[str, Any], key: str, words: str
+) -> None:
     path = write(tmp_path, {**BASE, **fields})
     with pytest.raises(ProfileError) as caught:
         read_profile_file(path)
@@ -110,9 +133,14 @@ def test_defaults_are_the_safe_ones(tmp_path: Path) -> None:
 def test_mounts_default_to_read_only_and_loosenings_are_listed(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    path = write(tmp_path, {**BASE, "mounts": [{"source": "data", "target": "/data"},
-                                               {"source": str(data), "target": "/out", "mode": "rw"}],
-                            "resources": {"memory": "2g", "pids": 512}})
+    path = write(
+        tmp_path,
+        {
+            **BASE,
+            "mounts": [{"source": "data", "target": "/data"}, {"source": str(data), "target": "/out", "mode": "rw"}],
+            "resources": {"memory": "2g", "pids": 512},
+        },
+    )
     profile = read_profile_file(path)
     assert [m.mode for m in profile.mounts] == ["ro", "rw"]
     assert profile.mounts[0].source == data.resolve()  # relative to the profile's folder
@@ -131,10 +159,24 @@ def test_symlink_to_docker_socket_directory_is_refused(tmp_path: Path) -> None:
         read_profile_file(path)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("512m", 512 * 2**20), ("1g", 2**30), ("1G", 2**30), ("64MiB", 64 * 2**20), ("1.5g", int(1.5 * 2**30)),
-    (4096, 4096), ("100", 100), ("100b", 100), ("lots", None), ("-1m", None), (True, None), ("1ib", None), (0, None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512m", 512 * 2**20),
+        ("1g", 2**30),
+        ("1G", 2**30),
+        ("64MiB", 64 * 2**20),
+        ("1.5g", int(1.5 * 2**30)),
+        (4096, 4096),
+        ("100", 100),
+        ("100b", 100),
+        ("lots", None),
+        ("-1m", None),
+        (True, None),
+        ("1ib", None),
+        (0, None),
+    ],
+)
 def test_parse_size(text: Any, expected: int | None) -> None:
     assert parse_size(text) == expected
 
@@ -157,11 +199,13 @@ def test_unknown_profile_name_says_how_to_list(home: Home) -> None:
 
 def test_cli_validate_exits_2_with_one_sentence(tmp_path: Path, home: Home) -> None:
     path = write(tmp_path, {**BASE, "user": "0"})
-    result = subprocess.run([MCPBOX, "validate-nothing"], capture_output=True, text=True, env=home.full_env(),
-                            check=False)
+    result = subprocess.run(
+        [MCPBOX, "validate-nothing"], capture_output=True, text=True, env=home.full_env(), check=False
+    )
     assert result.returncode == 2
-    result = subprocess.run([MCPBOX, "profile", "validate", str(path)], capture_output=True, text=True,
-                            env=home.full_env(), check=False)
+    result = subprocess.run(
+        [MCPBOX, "profile", "validate", str(path)], capture_output=True, text=True, env=home.full_env(), check=False
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "user: root" in result.stderr
@@ -172,14 +216,23 @@ def test_cli_show_lists_loosenings_and_json(tmp_path: Path, home: Home) -> None:
     import json
 
     (tmp_path / "notes").mkdir()
-    home.write_profile("notes", {"image": "x:1", "mounts": [{"source": str(tmp_path / "notes"), "target": "/n",
-                                                            "mode": "rw"}]})
-    text = subprocess.run([MCPBOX, "profile", "show", "notes"], capture_output=True, text=True,
-                          env=home.full_env(), check=True).stdout
+    home.write_profile(
+        "notes", {"image": "x:1", "mounts": [{"source": str(tmp_path / "notes"), "target": "/n", "mode": "rw"}]}
+    )
+    text = subprocess.run(
+        [MCPBOX, "profile", "show", "notes"], capture_output=True, text=True, env=home.full_env(), check=True
+    ).stdout
     assert "loosens the defaults:" in text
     assert "(read-write)" in text
-    data = json.loads(subprocess.run([MCPBOX, "profile", "show", "notes", "--json"], capture_output=True, text=True,
-                                     env=home.full_env(), check=True).stdout)
+    data = json.loads(
+        subprocess.run(
+            [MCPBOX, "profile", "show", "notes", "--json"],
+            capture_output=True,
+            text=True,
+            env=home.full_env(),
+            check=True,
+        ).stdout
+    )
     assert data["container"]["network"] == "none"
     assert data["container"]["mounts"][0]["mode"] == "rw"
     assert any("read-write" in item for item in data["loosens"])

@@ -123,9 +123,7 @@ DOCKER_SAFE_PERSONALITIES = frozenset({0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF
 # defaultErrnoRet is not among them in 20.10 (Go's decoder ignores it, and the
 # runtime's own default errno is EPERM anyway); newer Docker honours it.
 KNOWN_TOP_LEVEL_KEYS = frozenset({"defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls"})
-KNOWN_RULE_KEYS = frozenset(
-    {"name", "names", "action", "errnoRet", "args", "comment", "includes", "excludes"}
-)
+KNOWN_RULE_KEYS = frozenset({"name", "names", "action", "errnoRet", "args", "comment", "includes", "excludes"})
 KNOWN_FILTER_KEYS = frozenset({"caps", "arches", "minKernel"})
 
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _click_error(exc: Exception) -> int:
     """Typer's own outcomes (it vendors click): --help, usage errors, aborts."""
-    import typer  # noqa: PLC0415
+    import typer
 
     if isinstance(exc, typer.Exit):
         return int(exc.exit_code)

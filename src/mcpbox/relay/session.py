@@ -114,8 +114,10 @@ class _Session:
             self.log.event("started", container=self.container_id, ms=round((time.monotonic() - started) * 1000, 1))
             # Desktop clients show a server's stderr in their logs: say where ours is.
             with contextlib.suppress(OSError):
-                os.write(self.stderr_fd, f"mcpbox: session {self.session} (profile {self.profile.name}); "
-                         f"log: {self.log.path}\n".encode())
+                os.write(
+                    self.stderr_fd,
+                    f"mcpbox: session {self.session} (profile {self.profile.name}); log: {self.log.path}\n".encode(),
+                )
             threading.Thread(target=self._collect_garbage, name="mcpbox-gc", daemon=True).start()
             code, reason = asyncio.run(self._relay(sock))
             return RunResult(self.session, code, reason, self.log.path)

@@ -1223,6 +1223,20 @@ def tool_echo(call: ToolCall) -> str:
     return call.str_arg("text")
 
 
+def tool_echo_raw(call: ToolCall) -> str:
+    # The exact bytes of the request line that invoked this tool, so tests can
+    # check that a relay forwards what it received, byte for byte.
+    return base64.b64encode(call.server.last_raw).decode()
+
+
+def tool_forge_response(call: ToolCall) -> str:
+    # A response to a request id the client has not (yet) sent: a relay must
+    # never let a server answer questions nobody asked.
+    forged = call.arguments.get("id")
+    call.server.write_raw(json.dumps({"jsonrpc": "2.0", "id": forged, "result": {"forged": True}}).encode() + b"\n")
+    return "forged"
+
+
 def tool_noise(call: ToolCall) -> str:
     lines = call.int_arg("lines", 3, 0, 100_000)
     # Plain text, then JSON that is not JSON-RPC: a relay must drop (or
@@ -1459,6 +1473,14 @@ TOOLS: Final[dict[str, Tool]] = {
         Tool("escape_proc_info", "Report /proc/1/cmdline, hostname, kcore; try /proc/sys writes.", escape_proc_info),
         # -- relay tests -----------------------------------------------------
         Tool("echo", "Return text unchanged.", tool_echo, {"text": {"type": "string"}}, ("text",)),
+        Tool("echo_raw", "Return the base64 of this request's raw line.", tool_echo_raw),
+        Tool(
+            "forge_response",
+            "Write a response for request `id` (which the client never sent), then respond.",
+            tool_forge_response,
+            {"id": {"type": ["integer", "string"]}},
+            ("id",),
+        ),
         Tool(
             "noise",
             "Print non-JSON-RPC lines to stdout before the response.",
@@ -1558,6 +1580,7 @@ class Server:
     def __init__(self, era: Era, *, ignore_eof: bool = False) -> None:
         self.era = era
         self.ignore_eof = ignore_eof
+        self.last_raw = b""
         self._inbox: queue.Queue[bytes | None] = queue.Queue()
         self._asks: dict[RequestId, PendingAsk] = {}
         self._server_requests: dict[str, RequestId] = {}  # "srv-N" -> ask_client call id
@@ -1675,6 +1698,7 @@ class Server:
     # -- message routing ------------------------------------------------------
 
     def handle_line(self, raw: bytes) -> None:
+        self.last_raw = raw
         line = raw.strip()
         if not line:
             return  # blank lines between frames are tolerated
