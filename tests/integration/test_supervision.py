@@ -205,3 +205,17 @@ def test_guardian_holds_none_of_the_clients_pipes(home: Home, docker_clean: Any,
     assert guardian.pid == os.getsid(guardian.pid), "the guardian leads its own session"
     client.close_stdin()
     assert client.wait() == 0
+
+
+def test_cancelled_requests_are_not_answered_at_a_crash(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
+    hostile_profile(home)
+    client = start(home, raw_clients, "hostile")
+    assert "result" in client.initialize()
+    client.send({"jsonrpc": "2.0", "id": 30, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
+    client.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 30}})
+    response = client.call_tool(31, "crash")
+    assert response["error"]["code"] == -32011
+    assert client.others == []  # nothing for the withdrawn request 30
+    assert client.wait() == 1

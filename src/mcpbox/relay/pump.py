@@ -22,6 +22,7 @@ from mcpbox.relay.stdio import Output
 
 CHUNK = 256 * 1024
 STDERR_LINE_LIMIT = 64 * 1024
+MAX_SERVER_PENDING = 4096
 C2S, S2C = "c2s", "s2c"
 
 
@@ -89,12 +90,7 @@ class Relay:
             code = jsonrpc.PARSE_ERROR if parsed.reason.startswith("not valid") else jsonrpc.INVALID_REQUEST
             await self._to_client(jsonrpc.error_response(parsed.id, code, f"mcpbox: {parsed.reason}"))
             return
-        now = time.monotonic()
-        for message in _messages(parsed):
-            if message.kind is Kind.REQUEST and message.id is not None and message.method is not None:
-                self.from_client[message.id] = Pending(message.method, now)
-            elif message.kind is Kind.RESPONSE and message.id is not None:
-                self.from_server.pop(message.id, None)
+        _track(_messages(parsed), asked=self.from_client, answered=self.from_server)
         self._log_message(C2S, raw, parsed)
         await self._to_server(raw)
 
@@ -131,12 +127,15 @@ class Relay:
             self._log_message(S2C, raw, parsed, verdict="drop", reason="response to no pending request")
             self.counts["dropped"] += 1
             return
-        now = time.monotonic()
-        for message in messages:
-            if message.kind is Kind.RESPONSE and message.id is not None:
-                self.from_client.pop(message.id, None)
-            elif message.kind is Kind.REQUEST and message.id is not None and message.method is not None:
-                self.from_server[message.id] = Pending(message.method, now)
+        requests = [m for m in messages if m.kind is Kind.REQUEST]
+        if requests and len(self.from_server) + len(requests) > MAX_SERVER_PENDING:
+            # A server flooding the client with requests it never lets finish would grow this map without end.
+            reason = f"more than {MAX_SERVER_PENDING} server requests awaiting the client"
+            self._log_message(S2C, raw, parsed, verdict="reply", reason=reason)
+            for request in requests:
+                await self._to_server(jsonrpc.error_response(request.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}"))
+            return
+        _track(messages, asked=self.from_server, answered=self.from_client)
         self._log_message(S2C, raw, parsed)
         await self._to_client(raw)
 
@@ -231,6 +230,28 @@ class Relay:
             self.log.event("request_failed", id=ident, method=entry.method, reason=why)
             await self._to_client(error)
         return len(pending)
+
+
+def _track(
+    messages: tuple[Message, ...], *, asked: dict[RequestId, Pending], answered: dict[RequestId, Pending]
+) -> None:
+    """Book-keeping for one direction: the sender's requests now pending, the other side's now answered.
+
+    ``asked`` holds the sender's open requests, ``answered`` the other side's.
+    A ``notifications/cancelled`` withdraws one of the sender's own requests,
+    which the receiver need never answer.
+    """
+    now = time.monotonic()
+    for message in messages:
+        if message.kind is Kind.REQUEST and message.id is not None and message.method is not None:
+            asked[message.id] = Pending(message.method, now)
+        elif message.kind is Kind.RESPONSE and message.id is not None:
+            answered.pop(message.id, None)
+        elif message.method == "notifications/cancelled":
+            params = message.obj.get("params")
+            ident = params.get("requestId") if isinstance(params, dict) else None
+            if isinstance(ident, str | int) and not isinstance(ident, bool):
+                asked.pop(ident, None)
 
 
 def _messages(parsed: Message | Batch) -> tuple[Message, ...]:

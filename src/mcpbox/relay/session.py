@@ -262,8 +262,10 @@ def _refuse(session: str, log: SessionLog | None, error: MCPBoxError, fds: tuple
         log.event("start_failed", error=type(error).__name__, reason=str(error))
     with contextlib.suppress(OSError):
         os.write(stderr_fd, f"mcpbox: {error}\n".encode())
-    with contextlib.suppress(Exception):
-        asyncio.run(asyncio.wait_for(_answer_with(error, stdin_fd, stdout_fd), FAILURE_ANSWER_WINDOW))
+    # A person at a terminal has read the sentence already; only a client on a pipe waits for an answer.
+    if not os.isatty(stdin_fd):
+        with contextlib.suppress(Exception):
+            asyncio.run(asyncio.wait_for(_answer_with(error, stdin_fd, stdout_fd), FAILURE_ANSWER_WINDOW))
     return RunResult(session, error.exit_code, str(error), log.path if log is not None else None)
 
 
