@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ class SessionLog:
         self.path = path
         self.full = payloads == "full"
         self.seq = 0
+        # The relay writes from the event loop; gc and teardown may write from other threads.
+        self._lock = threading.Lock()
         try:
             paths.ensure_private_dir(path.parent)
             # 0600: a session log can hold everything the model and the server said.
@@ -40,13 +43,16 @@ class SessionLog:
         return cls(paths.sessions_dir() / f"{session}.jsonl", payloads=payloads)
 
     def _write(self, head: dict[str, Any], raw_json: bytes | None = None) -> None:
-        self.seq += 1
-        head = {"seq": self.seq, "t": round(time.time(), 6), **head}
-        line = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
-        if raw_json is not None:
-            # The message is already valid JSON: splice its bytes in rather than re-encode it.
-            line = line[:-1] + b',"msg":' + raw_json.strip() + b"}"
-        os.write(self._fd, line + b"\n")
+        with self._lock:
+            self.seq += 1
+            head = {"seq": self.seq, "t": round(time.time(), 6), **head}
+            line = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+            if raw_json is not None:
+                # The message is already valid JSON: splice its bytes in rather than re-encode it.
+                line = line[:-1] + b',"msg":' + raw_json.strip() + b"}"
+            data = memoryview(line + b"\n")
+            while data:  # a regular file takes it all at once; the loop is for a full disk's partial write
+                data = data[os.write(self._fd, data) :]
 
     def message(
         self,
