@@ -25,6 +25,9 @@ MCPBOX = str(Path(sys.executable).parent / "mcpbox")
 TIME_IMAGE = "mcpbox/time:2026.10.19"
 HOSTILE_IMAGE = "mcpbox/hostile:test"
 LABEL = "mcpbox.session"
+# Only sandboxes made during this test run are the tests' business: a developer's live
+# mcpbox sessions on the same engine are neither counted nor removed.
+RUN_STARTED = int(time.time()) - 1
 
 
 @dataclass
@@ -92,8 +95,9 @@ def docker_api() -> Any:
 
 
 def labelled(api: Any, session: str | None = None) -> list[dict[str, Any]]:
+    """mcpbox sandboxes created during this test run (of one session, if given)."""
     label = f"{LABEL}={session}" if session else LABEL
-    return list(api.containers(all=True, filters={"label": label}))
+    return [row for row in api.containers(all=True, filters={"label": label}) if row["Created"] >= RUN_STARTED]
 
 
 def wait_until_gone(api: Any, session: str | None = None, timeout: float = 15.0) -> list[dict[str, Any]]:
@@ -108,7 +112,7 @@ def wait_until_gone(api: Any, session: str | None = None, timeout: float = 15.0)
 
 @pytest.fixture
 def docker_clean(docker_api: Any) -> Iterator[Any]:
-    """The engine, with no mcpbox sandboxes before the test; leftovers after it fail the test."""
+    """The engine, with no sandboxes of this test run before the test; leftovers after it fail the test."""
     for row in labelled(docker_api):
         docker_api.remove_container(row["Id"], force=True)
     yield docker_api
