@@ -18,16 +18,16 @@ from mcpbox._version import __version__
 
 if TYPE_CHECKING:
     from mcpbox.errors import MCPBoxError
+    from mcpbox.launcher import RunResult, dry_run, run
     from mcpbox.profile import Profile, load_profile
-    from mcpbox.relay.session import RunResult, dry_run, run
 
 _LAZY = {
     "MCPBoxError": "mcpbox.errors",
     "Profile": "mcpbox.profile",
-    "RunResult": "mcpbox.relay.session",
-    "dry_run": "mcpbox.relay.session",
+    "RunResult": "mcpbox.launcher",
+    "dry_run": "mcpbox.launcher",
     "load_profile": "mcpbox.profile",
-    "run": "mcpbox.relay.session",
+    "run": "mcpbox.launcher",
 }
 
 __all__ = ["MCPBoxError", "Profile", "RunResult", "__version__", "dry_run", "load_profile", "run"]

@@ -91,3 +91,11 @@ def info(**kw: Any) -> SandboxInfo:
 )
 def test_orphans_are_sandboxes_whose_owner_is_gone(sandbox: SandboxInfo, alive: bool, orphan: bool) -> None:
     assert is_orphan(sandbox, "h", lambda _pid, _started: alive) is orphan
+
+
+def test_own_start_time_matches_psutil() -> None:
+    import psutil
+
+    from mcpbox.sandbox.owners import _own_start_time
+
+    assert abs(_own_start_time() - psutil.Process().create_time()) < 0.05

@@ -12,10 +12,10 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact container configuration; start nothing."),
 ) -> int:
     """Start PROFILE's server in a sandbox and relay MCP on stdin/stdout."""
-    from mcpbox.relay import session
+    from mcpbox import launcher
 
     if dry_run:
-        emit_json(session.dry_run(profile))
+        emit_json(launcher.dry_run(profile))
         return 0
-    result = session.run(profile)
+    result = launcher.run(profile)
     return result.exit_code

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from mcpbox.sandbox.docker import Engine, SandboxInfo
 from mcpbox.sandbox.spec import Owner
@@ -24,10 +25,27 @@ def this_host() -> str:
     return socket.gethostname()
 
 
-def current_owner(session: str) -> Owner:
-    import psutil  # noqa: PLC0415 - ~40 ms; only needed once the sandbox is being made
+def _own_start_time() -> float:
+    """This process's start time, as psutil's create_time() computes it.
 
-    return Owner(session=session, pid=os.getpid(), started=psutil.Process().create_time(), host=this_host())
+    On Linux it is read straight from /proc (psutil's own method), keeping
+    psutil's import off `mcpbox run`'s start-up path; elsewhere, psutil.
+    """
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        import psutil  # noqa: PLC0415
+
+        return float(psutil.Process().create_time())
+
+
+def current_owner(session: str) -> Owner:
+    return Owner(session=session, pid=os.getpid(), started=_own_start_time(), host=this_host())
 
 
 def owner_alive(pid: int, started: float) -> bool:

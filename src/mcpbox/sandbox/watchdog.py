@@ -39,16 +39,19 @@ class Watchdog:
     def guard(self, container_id: str) -> None:
         os.write(self._fd, f"id {container_id}\n".encode())
 
-    def release(self) -> None:
-        """The owner cleaned up: the guardian exits without touching the engine."""
+    def release(self, *, cleaned_up: bool = True) -> None:
+        """If the owner cleaned up, the guardian exits without touching the engine;
+        if not, it removes the container itself, as it would after a SIGKILL."""
         if self._fd < 0:
             return
-        with contextlib.suppress(OSError):
-            os.write(self._fd, _DONE)
+        if cleaned_up:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, _DONE)
         os.close(self._fd)
         self._fd = -1
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        if cleaned_up:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
 
 
 def _guard(read_fd: int, remove: Callable[[str], None]) -> None:  # pragma: no cover - child process

@@ -1,0 +1,110 @@
+"""One sandbox's life, synchronously: CREATED -> STARTED -> REMOVED.
+
+Kept free of asyncio (and of the relay) so that `mcpbox run` reaches the
+engine's `start` having imported only what that needs; the relay's imports then
+overlap the server's own start-up inside the container.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import socket
+import threading
+from enum import Enum
+
+from mcpbox.errors import MCPBoxError
+from mcpbox.logs.writer import SessionLog
+from mcpbox.profile import Profile
+from mcpbox.sandbox.docker import Engine
+from mcpbox.sandbox.owners import collect_garbage, current_owner
+from mcpbox.sandbox.spec import container_name, create_body
+from mcpbox.sandbox.watchdog import Watchdog
+
+REMOVAL_WAIT = 5.0
+
+
+class State(Enum):
+    NEW = "new"
+    STARTED = "started"
+    REMOVED = "removed"
+
+
+def _remove_orphan(container_id: str) -> None:
+    """Runs in the guardian process once its owner is gone."""
+    Engine(timeout=10).remove(container_id)
+
+
+class Sandbox:
+    def __init__(self, profile: Profile, session: str, log: SessionLog) -> None:
+        self.profile = profile
+        self.session = session
+        self.log = log
+        self.state = State.NEW
+        self.engine: Engine | None = None
+        self.container_id: str | None = None
+        # Resolved with the exit code once the engine has removed the (auto-removing) container.
+        self.exited: concurrent.futures.Future[int] = concurrent.futures.Future()
+        # Forked first, while this process is small and has no threads.
+        self._watchdog = Watchdog.start(_remove_orphan)
+
+    def start(self) -> socket.socket:
+        """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
+        self.engine = engine = Engine()
+        body = create_body(self.profile, current_owner(self.session))
+        self.container_id = cid = engine.create(body, container_name(self.session))
+        self._watchdog.guard(cid)
+        sock = engine.attach(cid)
+        threading.Thread(target=self._wait_exit, name="mcpbox-wait", daemon=True).start()
+        engine.start(cid)
+        self.state = State.STARTED
+        return sock
+
+    def _wait_exit(self) -> None:
+        assert self.engine is not None and self.container_id is not None  # noqa: S101 - set before the thread
+        try:
+            self.exited.set_result(self.engine.wait_removed(self.container_id))
+        except BaseException as exc:
+            self.exited.set_exception(exc)
+
+    def collect_garbage_in_background(self) -> None:
+        """Remove other sessions' orphans, off the start-up path."""
+
+        def work() -> None:
+            assert self.engine is not None  # noqa: S101 - started
+            try:
+                for info in collect_garbage(self.engine):
+                    self.log.event("gc_removed", container=info.id, session=info.session, profile=info.profile)
+            except MCPBoxError as error:
+                self.log.event("gc_failed", reason=str(error))
+
+        threading.Thread(target=work, name="mcpbox-gc", daemon=True).start()
+
+    def stop(self, timeout: int) -> None:
+        """SIGTERM to the container's init, SIGKILL ``timeout`` seconds later."""
+        if self.engine is not None and self.container_id is not None:
+            self.engine.stop(self.container_id, timeout)
+
+    def remove(self, stderr_fd: int) -> None:
+        """Bounded and idempotent. If removal cannot be confirmed, the guardian takes over."""
+        removed = True
+        try:
+            if self.engine is not None and self.container_id is not None and self.state is not State.REMOVED:
+                removed = self._remove(stderr_fd)
+        finally:
+            self._watchdog.release(cleaned_up=removed)
+
+    def _remove(self, stderr_fd: int) -> bool:
+        assert self.engine is not None and self.container_id is not None  # noqa: S101 - checked by remove()
+        try:
+            self.engine.remove(self.container_id)
+            code = self.exited.result(timeout=REMOVAL_WAIT)
+        except (MCPBoxError, concurrent.futures.TimeoutError) as error:
+            self.log.event("remove_failed", container=self.container_id, reason=str(error) or "timeout")
+            with contextlib.suppress(OSError):
+                os.write(stderr_fd, f"mcpbox: could not confirm removal of container {self.container_id}\n".encode())
+            return False
+        self.state = State.REMOVED
+        self.log.event("removed", container=self.container_id, exit_code=code)
+        return True
