@@ -94,9 +94,9 @@ def docker_api() -> Any:
     return api
 
 
-def labelled(api: Any, session: str | None = None) -> list[dict[str, Any]]:
-    """mcpbox sandboxes created during this test run (of one session, if given)."""
-    label = f"{LABEL}={session}" if session else LABEL
+def labelled(api: Any, session: str | None = None, *, profile: str | None = None) -> list[dict[str, Any]]:
+    """mcpbox sandboxes created during this test run (of one session or profile, if given)."""
+    label = f"{LABEL}={session}" if session else f"mcpbox.profile={profile}" if profile else LABEL
     return [row for row in api.containers(all=True, filters={"label": label}) if row["Created"] >= RUN_STARTED]
 
 
@@ -110,13 +110,27 @@ def wait_until_gone(api: Any, session: str | None = None, timeout: float = 15.0)
     return left
 
 
+def _orphans(api: Any) -> list[dict[str, Any]]:
+    """Sandboxes of this run whose mcpbox process is gone: what a test may have left behind."""
+    import psutil
+
+    return [row for row in labelled(api) if not psutil.pid_exists(int(row["Labels"].get("mcpbox.parent_pid", 0)))]
+
+
 @pytest.fixture
 def docker_clean(docker_api: Any) -> Iterator[Any]:
-    """The engine, with no sandboxes of this test run before the test; leftovers after it fail the test."""
-    for row in labelled(docker_api):
+    """The engine; sandboxes a test leaves behind (owner gone, container still there) fail it.
+
+    Live sessions (a concurrent benchmark, a developer's client) are left alone.
+    """
+    for row in _orphans(docker_api):
         docker_api.remove_container(row["Id"], force=True)
     yield docker_api
-    left = wait_until_gone(docker_api)
+    deadline = time.monotonic() + 15
+    left = _orphans(docker_api)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _orphans(docker_api)
     for row in left:
         docker_api.remove_container(row["Id"], force=True)
     assert not left, f"sandboxes left behind: {[r['Names'] for r in left]}"

@@ -121,6 +121,7 @@ def test_server_crash_answers_pending_requests_and_exits_nonzero(
     hostile_profile(home)
     client = start(home, raw_clients, "hostile")
     assert "result" in client.initialize()
+    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
     client.send({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
     client.send({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "crash", "arguments": {}}})
     answers = {m["id"]: m for m in (client.recv(timeout=20), client.recv(timeout=20))}
@@ -132,7 +133,7 @@ def test_server_crash_answers_pending_requests_and_exits_nonzero(
     lines = [ln for ln in client.stderr.decode().splitlines() if ln.startswith("mcpbox:") and "exited" in ln]
     assert len(lines) == 1
     assert "exited with code 3" in lines[0]
-    assert wait_until_gone(docker_clean) == []
+    assert wait_until_gone(docker_clean, session) == []
 
 
 def test_mcpbox_stop_ends_a_session_with_errors_for_pending_requests(
@@ -173,7 +174,7 @@ def test_missing_image_is_a_jsonrpc_error_naming_it(
     assert "mcpbox/does-not-exist:1" in error["message"]
     assert error["data"]["mcpbox"]["remedy"]
     assert "image is not present" in stderr
-    assert labelled(docker_clean) == []
+    assert labelled(docker_clean, profile="ghost") == []
 
 
 def test_engine_down_is_a_jsonrpc_error(
@@ -191,7 +192,7 @@ def test_invalid_profile_is_a_jsonrpc_error_and_starts_nothing(
     error, stderr = _startup_error(home, raw_clients, "bad")
     assert "bad.yaml: user: root" in error["message"]
     assert "user: root" in stderr
-    assert labelled(docker_clean) == []
+    assert labelled(docker_clean, profile="bad") == []
     # The exit code for bad input is 2.
     assert raw_clients[-1].proc.returncode == 2
 

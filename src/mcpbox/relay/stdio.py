@@ -1,8 +1,13 @@
-"""Asyncio ends for mcpbox's own stdin, stdout and stderr.
+"""The relay's ends as asyncio protocols: bytes in by callback, bytes out by transport.
+
+Callbacks instead of stream readers keep each message on a synchronous path
+(frame, decide, log, write) with no task switch per message, which is most of
+the relay's cost. Flow control is wired end to end: when an end's write buffer
+fills, the end feeding it stops reading until it drains.
 
 Pipes, sockets and terminals get non-blocking transports; anything else (a
-regular file, say) falls back to a thread or to blocking writes, so `mcpbox
-run < requests.jsonl` works as well as a desktop client's pipes.
+regular file, say) falls back to a reading thread or blocking writes, so
+`mcpbox run < requests.jsonl` works as well as a desktop client's pipes.
 """
 
 from __future__ import annotations
@@ -10,65 +15,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import threading
+from collections.abc import Callable
 
 
-async def open_input(fd: int) -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**16)
-    try:
-        pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    except ValueError:
-        pipe.close()
-        _read_in_thread(fd, reader, loop)
-    return reader
+def _nothing(_data: bytes = b"") -> None:
+    return None
 
 
-def _read_in_thread(fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
-    def pump() -> None:
-        try:
-            while chunk := os.read(fd, 65536):
-                loop.call_soon_threadsafe(reader.feed_data, chunk)
-        except OSError:
-            pass
-        loop.call_soon_threadsafe(reader.feed_eof)
+class End(asyncio.Protocol):
+    """One end of the relay. Incoming bytes go to ``on_data``; ``write`` sends bytes out."""
 
-    threading.Thread(target=pump, name="mcpbox-stdin", daemon=True).start()
-
-
-class Output:
-    """A byte sink with backpressure (``drain``), or with a cap (``lossy``) for stderr,
-    where a client that never reads must not stall the relay."""
-
-    def __init__(self, fd: int, *, lossy_cap: int | None = None) -> None:
-        self.fd = fd
-        self.lossy_cap = lossy_cap
-        self.dropped = 0
-        self.broken = False
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> Output:
+    def __init__(self, name: str, *, lossy_cap: int | None = None, fallback_fd: int | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self.name = name
+        self.on_data: Callable[[bytes], None] = _nothing
+        self.on_eof: Callable[[], None] = _nothing
+        self.feeder: End | None = None  # the end whose reading pauses while this end's write buffer is full
+        self.transport: asyncio.BaseTransport | None = None
+        self.eof: asyncio.Future[None] = loop.create_future()  # no more bytes will come in
+        self.error: BaseException | None = None  # a fault in our own callback: the relay must stop
+        self.broken = False  # the peer went away; writes are dropped
+        self.lossy_cap = lossy_cap  # for stderr: drop rather than stall when nobody reads
+        self.dropped = 0
+        self._fallback_fd = fallback_fd  # blocking writes, for a regular file
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
         try:
-            pipe = os.fdopen(os.dup(self.fd), "wb", buffering=0)
-            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
-        except ValueError:
-            pipe.close()
-            return self  # regular file or similar: blocking writes are fine there
-        self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        return self
+            self.on_data(data)
+        except Exception as exc:
+            self._fail(exc)
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return True  # a socket stays open for writing: the other direction may still flow
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broken = True
+        self._finish()
+
+    def pause_writing(self) -> None:
+        if self.feeder is not None and isinstance(self.feeder.transport, asyncio.ReadTransport):
+            self.feeder.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.feeder is not None and isinstance(self.feeder.transport, asyncio.ReadTransport):
+            self.feeder.transport.resume_reading()
+
+    # -- used by the relay -------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        transport = self.transport
         if self.broken:
             return
-        if self._writer is None:
-            try:
-                os.write(self.fd, data)
-            except OSError:
-                self.broken = True
+        if not isinstance(transport, asyncio.WriteTransport):
+            if self._fallback_fd is not None:
+                try:
+                    os.write(self._fallback_fd, data)
+                except OSError:
+                    self.broken = True
             return
-        transport = self._writer.transport
         if transport.is_closing():
             self.broken = True
             return
@@ -77,18 +89,69 @@ class Output:
             return
         transport.write(data)
 
-    async def drain(self) -> None:
-        if self._writer is not None and not self.broken:
-            try:
-                await self._writer.drain()
-            except (ConnectionError, RuntimeError):
-                self.broken = True
+    def write_eof(self) -> None:
+        """Half-close: the peer reads end-of-file, and can still answer."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            with contextlib.suppress(OSError, RuntimeError):
+                if transport.can_write_eof():
+                    transport.write_eof()
 
     async def close(self, grace: float = 2.0) -> None:
         """Flush what is buffered (bounded by ``grace`` seconds), then close."""
-        if self._writer is None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
-        # Closing a pipe transport writes out its buffer first; wait_closed() returns once it has.
-        self._writer.close()
-        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-            await asyncio.wait_for(self._writer.wait_closed(), grace)
+        if isinstance(transport, asyncio.WriteTransport):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while transport.get_write_buffer_size() and not self.broken and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        transport.close()
+
+    def _finish(self) -> None:
+        if not self.eof.done():
+            try:
+                self.on_eof()
+            except Exception as exc:
+                self.error = exc
+            self.eof.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        if self.transport is not None:
+            self.transport.close()
+        self._finish()
+
+
+async def connect_input(end: End, fd: int) -> None:
+    """Read ``fd`` into ``end``: a pipe transport, or a thread for a regular file."""
+    loop = asyncio.get_running_loop()
+    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+    try:
+        await loop.connect_read_pipe(lambda: end, pipe)
+    except ValueError:
+        pipe.close()
+
+        def pump() -> None:
+            with contextlib.suppress(OSError):
+                while chunk := os.read(fd, 65536):
+                    loop.call_soon_threadsafe(end.data_received, chunk)
+            loop.call_soon_threadsafe(end.eof_received)
+
+        threading.Thread(target=pump, name="mcpbox-stdin", daemon=True).start()
+
+
+async def connect_output(end: End, fd: int) -> None:
+    """Write ``end`` to ``fd``: a pipe transport, or blocking writes for a regular file."""
+    loop = asyncio.get_running_loop()
+    pipe = os.fdopen(os.dup(fd), "wb", buffering=0)
+    try:
+        await loop.connect_write_pipe(lambda: end, pipe)
+    except ValueError:
+        pipe.close()
+        end._fallback_fd = fd
+
+
+async def connect_socket(end: End, sock: socket.socket) -> None:
+    await asyncio.get_running_loop().create_connection(lambda: end, sock=sock)
