@@ -14,6 +14,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     try:
+        if len(args) == 2 and args[0] == "run" and not args[1].startswith("-"):
+            # The hot path: a desktop client spawns `mcpbox run PROFILE` for every connection,
+            # and typer's import alone (~200 ms: it pulls in pydantic) would be most of our start-up.
+            from mcpbox.launcher import run
+
+            return run(args[1]).exit_code
         from mcpbox.cli.app import app
 
         result = app(args=args, prog_name="mcpbox", standalone_mode=False)
