@@ -92,11 +92,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Made once: json.loads() with any option builds a new decoder on every call, on the relay's hot path.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def parse(line: bytes) -> Parsed:
     """Parse one newline-delimited frame (without caring about its line ending)."""
     try:
         # Decode explicitly: json.loads(bytes) would also accept UTF-16/32, which the peer would not.
-        obj = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        obj = _DECODER.decode(line.decode("utf-8"))
     except UnicodeDecodeError:
         return Invalid("not valid UTF-8")
     except ValueError:
@@ -114,7 +119,7 @@ def parse(line: bytes) -> Parsed:
 
 def encode(obj: dict[str, Any]) -> bytes:
     """One newline-terminated frame; compact, and ASCII-safe for any consumer."""
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return _ENCODER.encode(obj).encode() + b"\n"
 
 
 def error_response(ident: RequestId | None, code: int, message: str, data: Any = None) -> bytes:

@@ -59,14 +59,25 @@ def run(name_or_path: str, *, stdin_fd: int = 0, stdout_fd: int = 1, stderr_fd: 
         log.close()
 
 
+def _remove_orphan(container_id: str) -> None:
+    """Runs in the guardian process, and imports the engine client only if it must act."""
+    from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
+
+    Engine(timeout=10).remove(container_id)
+
+
 def _run(session: str, profile: Any, log: Any, fds: tuple[int, int, int]) -> RunResult:
-    from mcpbox.sandbox.supervisor import Sandbox  # noqa: PLC0415 - the docker SDK: ~140 ms
+    from mcpbox.sandbox.watchdog import Watchdog  # noqa: PLC0415
 
     started = time.monotonic()
     log.event(
         "start", session=session, profile=profile.name, image=profile.image, source=str(profile.source), pid=os.getpid()
     )
-    sandbox = Sandbox(profile, session, log)
+    # The guardian is forked before the docker SDK is imported: a small process with no threads.
+    watchdog = Watchdog.start(_remove_orphan)
+    from mcpbox.sandbox.supervisor import Sandbox  # noqa: PLC0415 - the docker SDK: ~100 ms
+
+    sandbox = Sandbox(profile, session, log, watchdog)
     try:
         try:
             sock = sandbox.start()

@@ -220,3 +220,33 @@ def test_cancelled_requests_are_not_answered_at_a_crash(
     assert response["error"]["code"] == -32011
     assert client.others == []  # nothing for the withdrawn request 30
     assert client.wait() == 1
+
+
+def test_stdin_from_dev_null_or_a_file_ends_the_session(home: Home, docker_clean: Any, tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "file", "version": "1"},
+                },
+            }
+        )
+        + "\n"
+    )
+    for source in (os.devnull, str(requests)):
+        with Path(source).open("rb") as stdin:
+            result = subprocess.run(
+                [MCPBOX, "run", "time"], stdin=stdin, capture_output=True, env=home.full_env(), timeout=60, check=False
+            )
+        assert result.returncode == 0, result.stderr
+        if source != os.devnull:
+            # An answer may or may not come before EOF ends the session; if one came, it is whole.
+            for line in result.stdout.splitlines():
+                assert json.loads(line)["id"] == 1
+    assert wait_until_gone(docker_clean) == []

@@ -19,6 +19,8 @@ from mcpbox.errors import MCPBoxError
 
 DIRECTIONS = ("c2s", "s2c", "stderr", "event")
 MAX_TEXT = 16 * 1024  # non-JSON output is logged, but not without bound
+# Made once: json.dumps() with options builds a new encoder per call, and this runs for every message.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class SessionLog:
@@ -46,7 +48,7 @@ class SessionLog:
         with self._lock:
             self.seq += 1
             head = {"seq": self.seq, "t": round(time.time(), 6), **head}
-            line = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+            line = _ENCODER.encode(head).encode()
             if raw_json is not None:
                 # The message is already valid JSON: splice its bytes in rather than re-encode it.
                 line = line[:-1] + b',"msg":' + raw_json.strip() + b"}"

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import stat
 import threading
 from collections.abc import Callable
 
@@ -124,32 +125,36 @@ class End(asyncio.Protocol):
         self._finish()
 
 
+def _pollable(fd: int) -> bool:
+    """Pipes and sockets go on the event loop. Terminals, /dev/null and regular files do
+    not: epoll refuses some of them (EPERM) only later, inside a callback, where asyncio
+    could not fall back any more."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 async def connect_input(end: End, fd: int) -> None:
-    """Read ``fd`` into ``end``: a pipe transport, or a thread for a regular file."""
+    """Read ``fd`` into ``end``: a pipe transport, or a reading thread for anything else."""
     loop = asyncio.get_running_loop()
-    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-    try:
-        await loop.connect_read_pipe(lambda: end, pipe)
-    except ValueError:
-        pipe.close()
+    if _pollable(fd):
+        await loop.connect_read_pipe(lambda: end, os.fdopen(os.dup(fd), "rb", buffering=0))
+    else:
 
         def pump() -> None:
-            with contextlib.suppress(OSError):
+            # RuntimeError: the session ended (its loop closed) while this thread sat in read().
+            with contextlib.suppress(OSError, RuntimeError):
                 while chunk := os.read(fd, 65536):
                     loop.call_soon_threadsafe(end.data_received, chunk)
-            loop.call_soon_threadsafe(end.eof_received)
+                loop.call_soon_threadsafe(end.eof_received)
 
         threading.Thread(target=pump, name="mcpbox-stdin", daemon=True).start()
 
 
 async def connect_output(end: End, fd: int) -> None:
-    """Write ``end`` to ``fd``: a pipe transport, or blocking writes for a regular file."""
-    loop = asyncio.get_running_loop()
-    pipe = os.fdopen(os.dup(fd), "wb", buffering=0)
-    try:
-        await loop.connect_write_pipe(lambda: end, pipe)
-    except ValueError:
-        pipe.close()
+    """Write ``end`` to ``fd``: a pipe transport, or blocking writes for anything else."""
+    if _pollable(fd):
+        await asyncio.get_running_loop().connect_write_pipe(lambda: end, os.fdopen(os.dup(fd), "wb", buffering=0))
+    else:
         end._fallback_fd = fd
 
 

@@ -31,13 +31,8 @@ class State(Enum):
     REMOVED = "removed"
 
 
-def _remove_orphan(container_id: str) -> None:
-    """Runs in the guardian process once its owner is gone."""
-    Engine(timeout=10).remove(container_id)
-
-
 class Sandbox:
-    def __init__(self, profile: Profile, session: str, log: SessionLog) -> None:
+    def __init__(self, profile: Profile, session: str, log: SessionLog, watchdog: Watchdog) -> None:
         self.profile = profile
         self.session = session
         self.log = log
@@ -46,8 +41,7 @@ class Sandbox:
         self.container_id: str | None = None
         # Resolved with the exit code once the engine has removed the (auto-removing) container.
         self.exited: concurrent.futures.Future[int] = concurrent.futures.Future()
-        # Forked first, while this process is small and has no threads.
-        self._watchdog = Watchdog.start(_remove_orphan)
+        self._watchdog = watchdog
 
     def start(self) -> socket.socket:
         """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
