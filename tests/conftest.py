@@ -159,7 +159,7 @@ async def sdk_client(
 def read_log(path: Path) -> list[dict[str, Any]]:
     import json
 
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_bytes().split(b"\n") if line]
 
 
 class RawClient:

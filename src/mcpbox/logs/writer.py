@@ -20,7 +20,11 @@ from mcpbox.errors import MCPBoxError
 DIRECTIONS = ("c2s", "s2c", "stderr", "event")
 MAX_TEXT = 16 * 1024  # non-JSON output is logged, but not without bound
 # Made once: json.dumps() with options builds a new encoder per call, and this runs for every message.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# ASCII-escaped: mcpbox's own fields never contain a byte that a line-oriented tool could
+# take for a line break (U+2028, U+0085...). Spliced-in messages are the peers' bytes as
+# received: records are separated by "\n" alone, as JSONL says.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as the encoder above writes it
 
 
 class SessionLog:
@@ -45,14 +49,16 @@ class SessionLog:
         return cls(paths.sessions_dir() / f"{session}.jsonl", payloads=payloads)
 
     def _write(self, head: dict[str, Any], raw_json: bytes | None = None) -> None:
+        self._emit(_ENCODER.encode(head)[1:-1], raw_json)
+
+    def _emit(self, fields: str, raw_json: bytes | None) -> None:
+        """Append one record: ``fields`` is the inside of a JSON object (``"k":v,...``)."""
         with self._lock:
             self.seq += 1
-            head = {"seq": self.seq, "t": round(time.time(), 6), **head}
-            line = _ENCODER.encode(head).encode()
-            if raw_json is not None:
-                # The message is already valid JSON: splice its bytes in rather than re-encode it.
-                line = line[:-1] + b',"msg":' + raw_json.strip() + b"}"
-            data = memoryview(line + b"\n")
+            line = f'{{"seq":{self.seq},"t":{time.time():.6f},{fields}'.encode()
+            # A message is already valid JSON: its bytes are spliced in rather than re-encoded.
+            line += b"}\n" if raw_json is None else b',"msg":' + raw_json.strip() + b"}\n"
+            data = memoryview(line)
             while data:  # a regular file takes it all at once; the loop is for a full disk's partial write
                 data = data[os.write(self._fd, data) :]
 
@@ -67,14 +73,16 @@ class SessionLog:
         verdict: str = "forward",
         reason: str | None = None,
     ) -> None:
-        head: dict[str, Any] = {"dir": direction, "kind": kind, "size": len(raw), "verdict": verdict}
+        """One JSON-RPC message. Runs for every message, so the record is formatted by hand:
+        direction, kind and verdict are mcpbox's own words; everything else is quoted."""
+        fields = f'"dir":"{direction}","kind":"{kind}","size":{len(raw)},"verdict":"{verdict}"'
         if method is not None:
-            head["method"] = method
+            fields += ',"method":' + _quote(method)
         if ident is not None:
-            head["id"] = ident
+            fields += ',"id":' + (_quote(ident) if isinstance(ident, str) else str(int(ident)))
         if reason:
-            head["reason"] = reason
-        self._write(head, raw if self.full else None)
+            fields += ',"reason":' + _quote(reason)
+        self._emit(fields, raw if self.full else None)
 
     def text(self, direction: str, data: bytes, *, verdict: str, reason: str) -> None:
         """Bytes that are not a JSON-RPC message: stderr lines, stdout noise, oversize prefixes."""
