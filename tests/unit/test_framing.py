@@ -95,3 +95,22 @@ def test_demux_reassembles_frames_split_anywhere(parts: list[tuple[int, bytes]],
     for chunk in split(data, cuts):
         out += demux.feed(chunk)
     assert out == parts
+
+
+def test_oversize_id_is_the_top_level_one_not_one_inside_params() -> None:
+    line = (
+        b'{"jsonrpc":"2.0","method":"tools/call","params":{"id":5,"a":[{"id":9}],"p":"' + b"z" * 500 + b'"},"id":7}\n'
+    )
+    (frame,) = LineFramer(limit=100).feed(line)
+    assert isinstance(frame, Oversize)
+    assert frame.request_id() == 7
+    assert frame.method() == "tools/call"
+
+
+def test_oversize_id_with_json_escapes_is_decoded() -> None:
+    (frame,) = LineFramer(limit=20).feed(
+        b'{"id":"a\\u00e9\\"b","method":"m\\/x","params":{"p":"' + b"q" * 100 + b'"}}\n'
+    )
+    assert isinstance(frame, Oversize)
+    assert frame.request_id() == 'a\u00e9"b'
+    assert frame.method() == "m/x"

@@ -4,13 +4,50 @@ multiplexed attach stream. Pure and synchronous, so they are easy to test.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # Enough of an oversized line to find its "id" and "method" without keeping it whole.
 OVERSIZE_PREFIX = 64 * 1024
-_ID_RE = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,20})')
-_METHOD_RE = re.compile(rb'"method"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
+_STRUCTURE = re.compile(r'["{}\[\]]')
+_SPACE = re.compile(r"\s*")
+_DECODER = json.JSONDecoder()
+
+
+def top_level_members(prefix: bytes, wanted: frozenset[str]) -> dict[str, Any]:
+    """Scalar members of the outermost JSON object found in a (possibly cut) prefix.
+
+    Only members at depth 1 count, so an ``"id"`` inside ``params`` is never taken
+    for the message's own id. Values that are not complete in the prefix are skipped.
+    """
+    text = prefix.decode("utf-8", "replace")
+    found: dict[str, Any] = {}
+    depth, pos = 0, 0
+    while (match := _STRUCTURE.search(text, pos)) is not None:
+        pos = match.start()
+        char = text[pos]
+        if char != '"':
+            depth += 1 if char in "{[" else -1
+            pos += 1
+            continue
+        try:
+            key, pos = _DECODER.raw_decode(text, pos)
+        except ValueError:
+            break  # a string cut off by the prefix's end
+        if depth != 1 or key not in wanted or key in found:
+            continue
+        colon = _SPACE.match(text, pos).end()  # type: ignore[union-attr] # \s* always matches
+        if not text.startswith(":", colon):
+            continue
+        start = _SPACE.match(text, colon + 1).end()  # type: ignore[union-attr]
+        if start < len(text) and text[start] not in "{[":
+            try:
+                found[key], pos = _DECODER.raw_decode(text, start)
+            except ValueError:
+                break
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,21 +63,14 @@ class Oversize:
     prefix: bytes
 
     def request_id(self) -> str | int | None:
-        """The id of the message, if it shows in the first bytes (best effort)."""
-        match = _ID_RE.search(self.prefix)
-        if match is None:
-            return None
-        token = match.group(1)
-        if token.startswith(b'"'):
-            try:
-                return str(token[1:-1].decode("utf-8"))
-            except UnicodeDecodeError:
-                return None
-        return int(token)
+        """The message's own id, if it shows in the first bytes."""
+        ident = top_level_members(self.prefix, frozenset({"id", "method"})).get("id")
+        valid = isinstance(ident, str) or (isinstance(ident, int) and not isinstance(ident, bool))
+        return ident if valid else None
 
     def method(self) -> str | None:
-        match = _METHOD_RE.search(self.prefix)
-        return match.group(1).decode("utf-8", "replace") if match else None
+        method = top_level_members(self.prefix, frozenset({"id", "method"})).get("method")
+        return method if isinstance(method, str) else None
 
 
 Frame = Line | Oversize
