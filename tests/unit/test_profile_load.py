@@ -236,3 +236,37 @@ def test_cli_show_lists_loosenings_and_json(tmp_path: Path, home: Home) -> None:
     assert data["container"]["network"] == "none"
     assert data["container"]["mounts"][0]["mode"] == "rw"
     assert any("read-write" in item for item in data["loosens"])
+
+
+def test_cli_dry_run_prints_the_exact_body_and_starts_nothing(home: Home) -> None:
+    import json
+
+    # An engine that does not exist: a dry run must not need one.
+    env = home.full_env(DOCKER_HOST="unix:///nonexistent/docker.sock")
+    result = subprocess.run(
+        [MCPBOX, "run", "--dry-run", "time"], capture_output=True, text=True, env=env, check=True, timeout=60
+    )
+    data = json.loads(result.stdout)
+    body = data["body"]
+    assert body["Image"].startswith("mcpbox/time:")
+    assert body["HostConfig"]["CapDrop"] == ["ALL"]
+    assert body["HostConfig"]["NetworkMode"] == "none"
+    assert any(opt.startswith("seccomp={") for opt in body["HostConfig"]["SecurityOpt"])
+    assert not home.session_logs()
+
+
+def test_cli_profile_list_json_shows_user_profiles_shadowing_builtins(home: Home) -> None:
+    import json
+
+    home.write_profile("time", {"image": "mine:1"})
+    result = subprocess.run(
+        [MCPBOX, "profile", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=home.full_env(),
+        check=True,
+        timeout=60,
+    )
+    rows = {(r["name"], r["origin"]): r for r in json.loads(result.stdout)}
+    assert rows[("time", "user")]["shadowed"] is False
+    assert rows[("time", "builtin")]["shadowed"] is True
