@@ -53,8 +53,10 @@ Parsed = Message | Batch | Invalid
 
 
 def _valid_id(value: Any) -> bool:
-    # bool is an int subclass in Python but not a JSON-RPC id.
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    # bool is an int subclass in Python but not a JSON-RPC id; HugeInt is a str subclass but not a string.
+    return (isinstance(value, str) and not isinstance(value, HugeInt)) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
 
 
 def classify(obj: Any) -> Message | Invalid:
@@ -92,8 +94,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class HugeInt(str):
+    """An integer literal too long to convert cheaply (int() is quadratic in its digits).
+
+    It is still valid JSON and is forwarded as received; it just never counts as an id.
+    """
+
+
+def _parse_int(digits: str) -> int | HugeInt:
+    return int(digits) if len(digits) <= 4000 else HugeInt(digits)
+
+
 # Made once: json.loads() with any option builds a new decoder on every call, on the relay's hot path.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -106,6 +119,8 @@ def parse(line: bytes) -> Parsed:
         return Invalid("not valid UTF-8")
     except ValueError:
         return Invalid("not valid JSON")
+    except RecursionError:
+        return Invalid("nested too deeply")
     if isinstance(obj, list):
         if not obj:
             return Invalid("empty batch")

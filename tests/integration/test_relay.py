@@ -128,6 +128,12 @@ def test_forged_response_to_an_unsent_request_is_dropped(hostile: RawClient) -> 
     assert text_of(hostile.call_tool(19, "echo", {"text": "real"})) == "real"
 
 
+def test_null_id_result_is_dropped_but_null_id_error_passes(hostile: RawClient) -> None:
+    # A result with a null id answers nothing; an error with a null id reports an unreadable request.
+    assert "result" in hostile.call_tool(24, "forge_response", {"id": None})
+    assert hostile.others == []
+
+
 def test_client_garbage_gets_a_parse_error_and_the_session_continues(hostile: RawClient) -> None:
     hostile.send_raw(b"this is not json\n")
     error = hostile.recv()

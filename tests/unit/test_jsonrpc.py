@@ -67,3 +67,17 @@ def test_error_response_is_one_line() -> None:
     parsed = jsonrpc.parse(line)
     assert isinstance(parsed, Message)
     assert parsed.is_error
+
+
+def test_deep_nesting_is_invalid_not_a_crash() -> None:
+    parsed = jsonrpc.parse(b"[" * 100_000 + b"]" * 100_000)
+    assert isinstance(parsed, Invalid)
+    assert "nested" in parsed.reason
+
+
+def test_huge_integers_are_valid_json_but_never_ids() -> None:
+    digits = b"9" * 5000
+    note = jsonrpc.parse(b'{"jsonrpc":"2.0","method":"n","params":{"x":' + digits + b"}}")
+    assert isinstance(note, Message)
+    request = jsonrpc.parse(b'{"jsonrpc":"2.0","id":' + digits + b',"method":"m"}')
+    assert isinstance(request, Invalid)

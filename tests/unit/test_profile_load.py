@@ -65,6 +65,15 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
         "control socket",
     ),
     ("bad memory size", {"resources": {"memory": "lots"}}, "resources.memory", "size"),
+    ("astronomic memory size", {"resources": {"memory": "1" + "0" * 400 + "t"}}, "resources.memory", "size"),
+    ("mount over //sys", {"mounts": [{"source": "/etc", "target": "//sys"}]}, "mounts[0].target", "/sys"),
+    (
+        "same target spelled twice",
+        {"mounts": [{"source": "/etc", "target": "/d"}, {"source": "/etc", "target": "//d"}]},
+        "mounts[1].target",
+        "already the target",
+    ),
+    ("terminal escape in description", {"description": "ok\x1b[8m"}, "description", "control characters"),
     ("memory too small", {"resources": {"memory": "1m"}}, "resources.memory", "at least 16m"),
     ("negative cpus", {"resources": {"cpus": -1}}, "resources.cpus", "between"),
     ("pids as string", {"resources": {"pids": "many"}}, "resources.pids", "whole number"),
@@ -270,3 +279,26 @@ def test_cli_profile_list_json_shows_user_profiles_shadowing_builtins(home: Home
     rows = {(r["name"], r["origin"]): r for r in json.loads(result.stdout)}
     assert rows[("time", "user")]["shadowed"] is False
     assert rows[("time", "builtin")]["shadowed"] is True
+
+
+def test_non_default_user_is_a_loosening(tmp_path: Path) -> None:
+    profile = read_profile_file(write(tmp_path, {**BASE, "user": "1000:1000"}))
+    assert any("runs as 1000:1000" in item for item in profile.loosenings())
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "dir"])
+def test_only_regular_files_are_read_as_profiles(tmp_path: Path, target: str) -> None:
+    import os
+
+    path = Path(target) if target.startswith("/") else tmp_path / target
+    if target == "fifo":
+        os.mkfifo(path)
+    elif target == "dir":
+        path.mkdir()
+    with pytest.raises(ProfileError, match="not a regular file"):
+        read_profile_file(path)
+
+
+def test_unhashable_yaml_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="plain scalar"):
+        read_profile_file(write(tmp_path, "name: p\nimage: a\n? [a, b]\n: 1\n"))

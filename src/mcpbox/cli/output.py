@@ -8,6 +8,16 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def printable(text: str) -> str:
+    """Control characters shown as escapes: a profile or a peer must not be able to
+    drive the terminal (hide lines, rewrite what was printed) through our output."""
+    return "".join(c if c == "\n" or not (ord(c) < 32 or 127 <= ord(c) < 160) else repr(c)[1:-1] for c in text)
+
+
+def emit_text(text: str) -> None:
+    sys.stdout.write(printable(text) + "\n")
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -17,4 +27,4 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        sys.stdout.write(printable("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()) + "\n")

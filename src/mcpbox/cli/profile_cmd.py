@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from mcpbox.cli.output import emit_json, emit_table
+from mcpbox.cli.output import emit_json, emit_table, emit_text
 
 app = typer.Typer(help="List, inspect and check sandbox profiles.", no_args_is_help=True)
 
@@ -93,7 +93,7 @@ def show(
         lines += [f"  - {item}" for item in info["loosens"]]
     else:
         lines.append("loosens the defaults: nothing")
-    typer.echo("\n".join(lines))
+    emit_text("\n".join(lines))
 
 
 @app.command("validate")

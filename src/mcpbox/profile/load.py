@@ -170,7 +170,10 @@ def parse_size(text: Any) -> int | None:
     if suffix.lower() not in ("", "b", "ib") or (suffix.lower() == "ib" and not unit):
         return None
     scale = 1024 ** " kmgt".index(unit.lower() or " ")
-    value = int(float(number) * scale)
+    amount = float(number) * scale
+    if not amount < 2**63:  # also catches inf from a thousand-digit number
+        return None
+    value = int(amount)
     return value if value > 0 else None
 
 
@@ -186,6 +189,11 @@ def _strict_yaml(text: str, file: Path | None) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ProfileError(
+                    f"{file or '<profile>'}: line {key_node.start_mark.line + 1}: a key must be a plain scalar.",
+                    "Write keys as plain words.",
+                )
             if key in seen:
                 raise ProfileError(
                     f"{file or '<profile>'}: line {key_node.start_mark.line + 1}: duplicate key {key!r}.",
@@ -248,7 +256,8 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
             )
     if stat.S_ISSOCK(real.stat().st_mode):
         entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
-    norm = os.path.normpath(target)
+    # normpath keeps a leading "//" (POSIX allows it a meaning), which would slip "//sys" past the checks.
+    norm = "/" + os.path.normpath(target).lstrip("/") if target.startswith("/") else target
     if (
         not norm.startswith("/")
         or norm == "/"
@@ -298,8 +307,8 @@ def _seccomp(reader: _Reader, base: Path) -> str:
     path = Path(value).expanduser()
     path = path if path.is_absolute() else base / path
     try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        json.loads(read_bounded(path, 1 << 20))
+    except (OSError, ValueError, ProfileError) as exc:
         reader.fail("seccomp", "a readable JSON seccomp profile", why=f"cannot read {path} as JSON ({exc})")
     return str(path.resolve())
 
@@ -401,6 +410,8 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
     if image is None:
         reader.fail("image", "an image reference", why="is required")
     description = reader.string("description", default="") or ""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in description):
+        reader.fail("description", "", why="control characters (terminal escapes) are not allowed")
     _network(reader)
     return Profile(
         name=name,
@@ -419,15 +430,23 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
     )
 
 
+def read_bounded(path: Path, limit: int = MAX_PROFILE_BYTES) -> bytes:
+    """A regular file's bytes, at most ``limit``: devices, FIFOs and huge files are refused."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ProfileError(f"{path}: not a regular file.", "Point to a YAML or JSON file.")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ProfileError(f"{path}: larger than {limit} bytes.", "Check that this is the right file.")
+    return data
+
+
 def read_profile_file(path: Path) -> Profile:
     try:
-        size = path.stat().st_size
-        if size > MAX_PROFILE_BYTES:
-            raise ProfileError(
-                f"{path}: the file is {size} bytes; profiles are at most {MAX_PROFILE_BYTES}.",
-                "Check that this is the right file.",
-            )
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path).decode("utf-8")
     except FileNotFoundError as exc:
         raise ProfileError(f"{path}: no such profile file.", "Check the path.") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -82,6 +82,10 @@ class Profile:
             found.append(f"cpus {self.resources.cpus} is above the default {DEFAULT_CPUS}")
         if self.resources.pids > DEFAULT_PIDS:
             found.append(f"pids limit {self.resources.pids} is above the default {DEFAULT_PIDS}")
+        if self.user != DEFAULT_USER:
+            found.append(
+                f"runs as {self.user} instead of {DEFAULT_USER}: files of that uid/gid in mounts become readable"
+            )
         if self.seccomp != DEFAULT_SECCOMP:
             found.append(f"uses seccomp profile {self.seccomp} instead of mcpbox's default")
         if self.policy.max_message_bytes > DEFAULT_MAX_MESSAGE_BYTES:

@@ -118,7 +118,11 @@ class Relay:
             return
         messages = _messages(parsed)
         unsolicited = [
-            m for m in messages if m.kind is Kind.RESPONSE and m.id is not None and m.id not in self.from_client
+            m
+            for m in messages
+            if m.kind is Kind.RESPONSE
+            # A null id is only for an error about a request the server could not read.
+            and (m.id not in self.from_client if m.id is not None else not m.is_error)
         ]
         if unsolicited:
             # Only answers to requests the client actually made reach it; anything else could be forged.

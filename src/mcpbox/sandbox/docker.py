@@ -27,7 +27,8 @@ from mcpbox.sandbox.spec import (
 )
 
 T = TypeVar("T")
-ENGINE_REMEDY = "Start the Docker engine (e.g. `sudo systemctl start docker`) and run `mcpbox doctor`."
+ENGINE_REMEDY = "Start the Docker engine (e.g. `sudo systemctl start docker`) and check it with `docker info`."
+REFUSED_REMEDY = "Check the container configuration with `mcpbox run --dry-run PROFILE` and the profile's mounts."
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _translated(action: str) -> Iterator[None]:
     except docker.errors.NotFound as exc:
         raise SessionNotFoundError(f"{action}: no such container ({exc.explanation}).", "Run `mcpbox ps`.") from exc
     except docker.errors.APIError as exc:
-        raise EngineError(f"{action}: the Docker engine refused ({exc.explanation or exc}).", ENGINE_REMEDY) from exc
+        raise EngineError(f"{action}: the Docker engine refused ({exc.explanation or exc}).", REFUSED_REMEDY) from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise EngineError(f"{action}: cannot reach the Docker engine ({exc}).", ENGINE_REMEDY) from exc
 

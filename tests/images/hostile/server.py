@@ -1478,7 +1478,7 @@ TOOLS: Final[dict[str, Tool]] = {
             "forge_response",
             "Write a response for request `id` (which the client never sent), then respond.",
             tool_forge_response,
-            {"id": {"type": ["integer", "string"]}},
+            {"id": {"type": ["integer", "string", "null"]}},
             ("id",),
         ),
         Tool(
