@@ -250,3 +250,32 @@ def test_stdin_from_dev_null_or_a_file_ends_the_session(home: Home, docker_clean
             for line in result.stdout.splitlines():
                 assert json.loads(line)["id"] == 1
     assert wait_until_gone(docker_clean) == []
+
+
+def test_client_leaving_while_the_server_does_not_read_still_ends_the_session(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
+    # The server stops reading; the client floods it until mcpbox has to stop reading the
+    # client (backpressure), then goes away. mcpbox must notice the hang-up and clean up.
+    hostile_profile(home, command=["--ignore-eof"])
+    client = start(home, raw_clients, "hostile")
+    assert "result" in client.initialize()
+    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    assert "result" in client.call_tool(40, "stop_reading")
+    line = json.dumps({"jsonrpc": "2.0", "method": "notifications/x", "params": {"p": "y" * 60_000}}).encode() + b"\n"
+    assert client.proc.stdin is not None
+    fd = client.proc.stdin.fileno()
+    os.set_blocking(fd, False)
+    written, stalled_since, rest = 0, time.monotonic(), memoryview(line)
+    while time.monotonic() - stalled_since < 1.5:  # until nothing more goes in for 1.5 s: everything is full
+        try:
+            n = os.write(fd, rest)  # a pipe may take part of a line: go on from there, or lines turn to garbage
+        except BlockingIOError:
+            time.sleep(0.05)
+            continue
+        written, stalled_since = written + n, time.monotonic()
+        rest = rest[n:] or memoryview(line)
+    assert written > 256 * 1024, "backpressure should only stop the flood once the buffers are full"
+    client.proc.stdin.close()
+    assert client.wait(timeout=30) == 0
+    assert wait_until_gone(docker_clean, session) == []

@@ -70,6 +70,7 @@ ESCAPE_TOOLS = {
 RELAY_TOOLS = {
     "echo",
     "echo_raw",
+    "stop_reading",
     "forge_response",
     "noise",
     "giant",

@@ -63,6 +63,7 @@ async def relay_session(sandbox: Sandbox, sock: socket.socket, fds: tuple[int, i
             return await _server_gone(sandbox, relay, stderr)
     except MCPBoxError as error:
         log.event("relay_failed", reason=str(error))
+        relay.fail_pending(f"the relay failed ({error.message})", exit_code=None)
         stderr.write(f"mcpbox: {error}\n".encode())
         return error.exit_code, str(error)
     else:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import stat
 import threading
 from collections.abc import Callable
+
+HANGUP_POLL = 0.25  # seconds between hang-up checks while reading is paused
 
 
 def _nothing(_data: bytes = b"") -> None:
@@ -41,6 +44,7 @@ class End(asyncio.Protocol):
         self.lossy_cap = lossy_cap  # for stderr: drop rather than stall when nobody reads
         self.dropped = 0
         self._fallback_fd = fallback_fd  # blocking writes, for a regular file
+        self._hangup_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -64,10 +68,42 @@ class End(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.feeder is not None and isinstance(self.feeder.transport, asyncio.ReadTransport):
             self.feeder.transport.pause_reading()
+            self.feeder._watch_hangup()
 
     def resume_writing(self) -> None:
         if self.feeder is not None and isinstance(self.feeder.transport, asyncio.ReadTransport):
             self.feeder.transport.resume_reading()
+            self.feeder._unwatch_hangup()
+
+    def _watch_hangup(self) -> None:
+        """While reading is paused, end-of-file cannot be seen; a hang-up still can.
+
+        Without this, a client that gives up while the server is not reading its
+        stdin would leave mcpbox (and its sandbox) waiting forever.
+        """
+        pipe = self.transport.get_extra_info("pipe") if self.transport is not None else None
+        fileno = getattr(pipe, "fileno", None)
+        if fileno is None or self._hangup_timer is not None:
+            return
+        fd = fileno()
+        loop = asyncio.get_running_loop()
+        poller = select.poll()
+        poller.register(fd, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+
+        def check() -> None:
+            self._hangup_timer = None
+            if any(event & (select.POLLHUP | getattr(select, "POLLRDHUP", 0)) for _, event in poller.poll(0)):
+                self.broken = True
+                self._finish()
+            elif not self.eof.done():
+                self._hangup_timer = loop.call_later(HANGUP_POLL, check)
+
+        self._hangup_timer = loop.call_later(HANGUP_POLL, check)
+
+    def _unwatch_hangup(self) -> None:
+        if self._hangup_timer is not None:
+            self._hangup_timer.cancel()
+            self._hangup_timer = None
 
     # -- used by the relay -------------------------------------------------------
 

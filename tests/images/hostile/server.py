@@ -1229,6 +1229,12 @@ def tool_echo_raw(call: ToolCall) -> str:
     return base64.b64encode(call.server.last_raw).decode()
 
 
+def tool_stop_reading(call: ToolCall) -> str:
+    # From now on nothing more is read from stdin: the client's writes pile up in the pipes.
+    call.server.deaf = True
+    return "no longer reading stdin"
+
+
 def tool_forge_response(call: ToolCall) -> str:
     # A response to a request id the client has not (yet) sent: a relay must
     # never let a server answer questions nobody asked.
@@ -1474,6 +1480,7 @@ TOOLS: Final[dict[str, Tool]] = {
         # -- relay tests -----------------------------------------------------
         Tool("echo", "Return text unchanged.", tool_echo, {"text": {"type": "string"}}, ("text",)),
         Tool("echo_raw", "Return the base64 of this request's raw line.", tool_echo_raw),
+        Tool("stop_reading", "Stop reading stdin for good (after this request).", tool_stop_reading),
         Tool(
             "forge_response",
             "Write a response for request `id` (which the client never sent), then respond.",
@@ -1581,6 +1588,7 @@ class Server:
         self.era = era
         self.ignore_eof = ignore_eof
         self.last_raw = b""
+        self.deaf = False
         self._inbox: queue.Queue[bytes | None] = queue.Queue()
         self._asks: dict[RequestId, PendingAsk] = {}
         self._server_requests: dict[str, RequestId] = {}  # "srv-N" -> ask_client call id
@@ -1634,6 +1642,8 @@ class Server:
         """
         pending = bytearray()
         while True:
+            while self.deaf:
+                time.sleep(3600)  # a server that stops reading its stdin, forever
             try:
                 chunk = os.read(0, 65536)
             except OSError:
