@@ -38,7 +38,16 @@ def dry_run(name_or_path: str) -> dict[str, Any]:
 
     profile = load_profile(name_or_path)
     owner = Owner(session="dry-run", pid=os.getpid(), started=0.0, host="dry-run")
-    return {"name": container_name("dry-run"), "body": create_body(profile, owner)}
+    result: dict[str, Any] = {"name": container_name("dry-run")}
+    try:  # the image's VOLUMEs become tmpfs too; only the engine knows them
+        from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
+
+        volumes = tuple(Engine(timeout=5).image_volumes(profile.image))
+    except MCPBoxError as error:
+        volumes = ()
+        result["note"] = f"image volumes unknown ({error.message}); each would get a noexec tmpfs at run"
+    result["body"] = create_body(profile, owner, volumes)
+    return result
 
 
 def run(name_or_path: str, *, stdin_fd: int = 0, stdout_fd: int = 1, stderr_fd: int = 2) -> RunResult:

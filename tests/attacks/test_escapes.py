@@ -129,3 +129,34 @@ def test_memory_past_the_limit_is_killed(sandbox: tuple[RawClient, Path, Path]) 
     report = attempt(sandbox[0], "escape_memory", {"mb": 1024})
     assert report["escaped"] is False, report["detail"]
     assert "result" in sandbox[0].request(next(_ids), "ping")
+
+
+def test_an_image_volume_is_no_way_around_the_read_only_root(
+    tmp_path_factory: pytest.TempPathFactory, docker_api: Any
+) -> None:
+    # An image may declare a VOLUME; Docker would give it a writable, executable
+    # anonymous volume on the host's disk. mcpbox covers it with a noexec tmpfs.
+    context = tmp_path_factory.mktemp("volume-image")
+    (context / "Dockerfile").write_text(
+        f"FROM {HOSTILE_IMAGE}\nUSER 0:0\nRUN mkdir -m 1777 /data-volume\nVOLUME /data-volume\nUSER 65534:65534\n"
+    )
+    image = "mcpbox/hostile-volume:test"
+    for _ in docker_api.build(path=str(context), tag=image, network_mode="none", rm=True, decode=True):
+        pass
+    try:
+        home = Home(tmp_path_factory.mktemp("volume-home") / "home")
+        home.write_profile("volume", {"image": image})
+        client = RawClient("volume", home)
+        try:
+            assert "result" in client.initialize()
+            report = attempt(client, "escape_exec_tmp")
+            assert "/data-volume: absent" not in report["detail"]
+            assert report["escaped"] is False, report["detail"]
+            row = docker_api.containers(filters={"label": "mcpbox.parent_pid=" + str(client.proc.pid)})[0]
+            mounts = docker_api.inspect_container(row["Id"])["Mounts"]
+            assert [m for m in mounts if m["Type"] == "volume"] == []
+        finally:
+            client.close_stdin()
+            client.wait(timeout=30)
+    finally:
+        docker_api.remove_image(image, force=True)

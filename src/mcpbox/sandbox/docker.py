@@ -99,6 +99,12 @@ class Engine:
                 return False
             return True
 
+    def image_volumes(self, image: str) -> list[str]:
+        """The image's VOLUME paths; raises ImageMissingError if the image is not here."""
+        with _translated(f"inspecting image {image}"):
+            config = self.api.inspect_image(image).get("Config") or {}  # type: ignore[no-untyped-call]
+        return sorted(config.get("Volumes") or {})
+
     def create(self, body: dict[str, Any], name: str) -> str:
         with _translated(f"creating the sandbox for image {body.get('Image')}"):
             result = self.api.create_container_from_config(body, name=name)  # type: ignore[no-untyped-call]

@@ -57,7 +57,18 @@ def container_name(session: str) -> str:
     return f"mcpbox-{session}"
 
 
-def create_body(profile: Profile, owner: Owner) -> dict[str, Any]:
+def scratch_tmpfs(profile: Profile, image_volumes: tuple[str, ...] = ()) -> dict[str, str]:
+    """/tmp, and every VOLUME the image declares, as small noexec tmpfs.
+
+    An image VOLUME would otherwise become a writable, executable anonymous
+    volume on the host's disk, around the read-only root and the noexec /tmp.
+    """
+    options = f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE},mode=1777"
+    mounted = {mount.target for mount in profile.mounts}
+    return {path: options for path in ("/tmp", *image_volumes) if path not in mounted}
+
+
+def create_body(profile: Profile, owner: Owner, image_volumes: tuple[str, ...] = ()) -> dict[str, Any]:
     """The `POST /containers/create` body for ``profile``, locked down."""
     res = profile.resources
     host_config: dict[str, Any] = {
@@ -70,7 +81,7 @@ def create_body(profile: Profile, owner: Owner) -> dict[str, Any]:
         ],
         "ReadonlyRootfs": True,
         # noexec: nothing the server downloads or writes can be executed.
-        "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE},mode=1777"},
+        "Tmpfs": scratch_tmpfs(profile, image_volumes),
         "NetworkMode": "none",
         "Mounts": [
             {

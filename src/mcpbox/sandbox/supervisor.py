@@ -46,7 +46,8 @@ class Sandbox:
     def start(self) -> socket.socket:
         """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
         self.engine = engine = Engine()
-        body = create_body(self.profile, current_owner(self.session))
+        volumes = tuple(engine.image_volumes(self.profile.image))
+        body = create_body(self.profile, current_owner(self.session), volumes)
         self.container_id = cid = engine.create(body, container_name(self.session))
         self._watchdog.guard(cid)
         sock = engine.attach(cid)

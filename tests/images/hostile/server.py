@@ -616,7 +616,8 @@ def escape_write_path(call: ToolCall) -> Finding:
     return Finding(created, f"{directory}: {description}")
 
 
-_EXEC_DIRS: Final = ("/tmp", "/dev/shm", "/var/tmp")
+# /data-volume: absent here, a VOLUME in the test image that checks image volumes are not a way out.
+_EXEC_DIRS: Final = ("/tmp", "/dev/shm", "/var/tmp", "/data-volume")
 
 
 def _exec_payloads() -> list[tuple[str, bytes]]:
