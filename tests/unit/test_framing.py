@@ -114,3 +114,20 @@ def test_oversize_id_with_json_escapes_is_decoded() -> None:
     assert isinstance(frame, Oversize)
     assert frame.request_id() == 'a\u00e9"b'
     assert frame.method() == "m/x"
+
+
+def test_oversize_id_written_last_as_the_typescript_sdk_does() -> None:
+    # TypeScript SDK: {...message, jsonrpc: "2.0", id} puts the id after a huge params/result.
+    request = b'{"method":"tools/call","params":{"p":"' + b"x" * 200_000 + b'"},"jsonrpc":"2.0","id":42}\n'
+    framer = LineFramer(limit=100)
+    frames = [frame for i in range(0, len(request), 4096) for frame in framer.feed(request[i : i + 4096])]
+    (frame,) = frames
+    assert isinstance(frame, Oversize)
+    assert frame.request_id() == 42
+    assert frame.method() == "tools/call"
+    (response,) = LineFramer(limit=100).feed(b'{"result":{"t":"' + b"y" * 500 + b'"},"jsonrpc":"2.0","id":"r\\"1"}\r\n')
+    assert isinstance(response, Oversize)
+    assert response.request_id() == 'r"1'
+    (nested,) = LineFramer(limit=100).feed(b'{"result":{"t":"' + b"y" * 500 + b'","id":5}}\n')
+    assert isinstance(nested, Oversize)
+    assert nested.request_id() is None  # an id closing a nested object is not the message's

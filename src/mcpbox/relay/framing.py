@@ -13,6 +13,9 @@ from typing import Any
 OVERSIZE_PREFIX = 64 * 1024
 _STRUCTURE = re.compile(r'["{}\[\]]')
 _SPACE = re.compile(r"\s*")
+OVERSIZE_TAIL = 1024
+# The id as the object's last member: `"id": <string or integer>` then the closing brace, at the line's end.
+_LAST_ID = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,512}"|-?\d{1,20})\s*\}\s*$')
 _DECODER = json.JSONDecoder()
 
 
@@ -61,10 +64,17 @@ class Oversize:
 
     size: int
     prefix: bytes
+    tail: bytes = b""
 
     def request_id(self) -> str | int | None:
-        """The message's own id, if it shows in the first bytes."""
+        """The message's own id: a top-level member in the first bytes, or the last member.
+
+        Python SDKs write the id first; the TypeScript SDK writes ``{...message, jsonrpc, id}``,
+        so its id is the last member, just before the final brace.
+        """
         ident = top_level_members(self.prefix, frozenset({"id", "method"})).get("id")
+        if ident is None and (match := _LAST_ID.search(self.tail)) is not None:
+            ident = json.loads(match.group(1))
         valid = isinstance(ident, str) or (isinstance(ident, int) and not isinstance(ident, bool))
         return ident if valid else None
 
@@ -85,6 +95,7 @@ class LineFramer:
         self._dropping = False
         self._dropped = 0
         self._prefix = b""
+        self._tail = b""
 
     def feed(self, chunk: bytes) -> list[Frame]:
         frames: list[Frame] = []
@@ -95,18 +106,20 @@ class LineFramer:
             start = len(chunk) if end < 0 else end + 1
             if self._dropping:
                 self._dropped += len(piece)
+                self._tail = (self._tail + piece)[-OVERSIZE_TAIL:]
                 if end >= 0:
-                    frames.append(Oversize(self._dropped, self._prefix))
-                    self._dropping, self._dropped, self._prefix = False, 0, b""
+                    frames.append(Oversize(self._dropped, self._prefix, self._tail))
+                    self._dropping, self._dropped, self._prefix, self._tail = False, 0, b"", b""
                 continue
             if len(self._buf) + len(piece) > self.limit + (1 if end >= 0 else 0):
-                # Past the cap: keep only a prefix for the error reply, drop the rest as it arrives.
+                # Past the cap: keep only a prefix and a tail for the error reply, drop the rest as it arrives.
                 self._prefix = bytes(self._buf[:OVERSIZE_PREFIX] + piece[: max(0, OVERSIZE_PREFIX - len(self._buf))])
+                self._tail = bytes(self._buf[-OVERSIZE_TAIL:] + piece)[-OVERSIZE_TAIL:]
                 self._dropped = len(self._buf) + len(piece)
                 self._buf.clear()
                 if end >= 0:
-                    frames.append(Oversize(self._dropped, self._prefix))
-                    self._dropped, self._prefix = 0, b""
+                    frames.append(Oversize(self._dropped, self._prefix, self._tail))
+                    self._dropped, self._prefix, self._tail = 0, b"", b""
                 else:
                     self._dropping = True
                 continue
@@ -120,7 +133,7 @@ class LineFramer:
         """End of stream: a last line without a newline still counts."""
         if self._dropping:
             self._dropping = False
-            return [Oversize(self._dropped, self._prefix)]
+            return [Oversize(self._dropped, self._prefix, self._tail)]
         if self._buf:
             data = bytes(self._buf)
             self._buf.clear()
