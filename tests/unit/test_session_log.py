@@ -7,6 +7,8 @@ import stat
 import threading
 from pathlib import Path
 
+import pytest
+
 from mcpbox.logs.writer import SessionLog
 
 
@@ -77,3 +79,19 @@ def test_concurrent_writers_get_distinct_sequence_numbers(tmp_path: Path) -> Non
         thread.join()
     log.close()
     assert sorted(r["seq"] for r in records(log.path)) == list(range(1, 2001))  # type: ignore[type-var]
+
+
+def test_non_message_output_has_a_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcpbox.logs import writer
+
+    monkeypatch.setattr(writer, "MAX_TEXT_TOTAL", 1000)  # a small quota, so the test writes little
+    log = SessionLog(tmp_path / "e.jsonl")
+    for _ in range(100):
+        log.text("stderr", b"x" * 100 + b"\n", verdict="forward", reason="server stderr")
+    log.message("s2c", b'{"jsonrpc":"2.0","method":"n"}\n', kind="notification", method="n", ident=None)
+    log.close()
+    rows = records(log.path)
+    assert len([r for r in rows if r["dir"] == "stderr"]) == 10
+    assert [r["event"] for r in rows if r["dir"] == "event"] == ["text_quota_reached"]
+    assert rows[-1]["dir"] == "s2c"  # messages are still logged past the text quota
+    assert log.text_suppressed == 90

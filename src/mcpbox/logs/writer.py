@@ -19,6 +19,7 @@ from mcpbox.errors import MCPBoxError
 
 DIRECTIONS = ("c2s", "s2c", "stderr", "event")
 MAX_TEXT = 16 * 1024  # non-JSON output is logged, but not without bound
+MAX_TEXT_TOTAL = 64 * 1024 * 1024  # per session, for stderr and other non-message output
 # Made once: json.dumps() with options builds a new encoder per call, and this runs for every message.
 # ASCII-escaped: mcpbox's own fields never contain a byte that a line-oriented tool could
 # take for a line break (U+2028, U+0085...). Spliced-in messages are the peers' bytes as
@@ -32,6 +33,8 @@ class SessionLog:
         self.path = path
         self.full = payloads == "full"
         self.seq = 0
+        self.text_bytes = 0
+        self.text_suppressed = 0
         # The relay writes from the event loop; gc and teardown may write from other threads.
         self._lock = threading.Lock()
         try:
@@ -85,7 +88,17 @@ class SessionLog:
         self._emit(fields, raw if self.full else None)
 
     def text(self, direction: str, data: bytes, *, verdict: str, reason: str) -> None:
-        """Bytes that are not a JSON-RPC message: stderr lines, stdout noise, oversize prefixes."""
+        """Bytes that are not a JSON-RPC message: stderr lines, stdout noise, oversize prefixes.
+
+        Bounded per session: a server printing without end must not fill the user's disk.
+        Past the quota, one event says so and the rest is only counted.
+        """
+        if self.text_bytes >= MAX_TEXT_TOTAL:
+            self.text_suppressed += 1
+            if self.text_suppressed == 1:
+                self.event("text_quota_reached", limit=MAX_TEXT_TOTAL)
+            return
+        self.text_bytes += min(len(data), MAX_TEXT)
         head: dict[str, Any] = {
             "dir": direction,
             "kind": "text",
