@@ -102,9 +102,10 @@ def _run(session: str, profile: Any, log: Any, fds: tuple[int, int, int]) -> Run
         from mcpbox.relay.session import relay_session  # noqa: PLC0415
 
         code, reason = asyncio.run(relay_session(sandbox, sock, fds))
-        return RunResult(session, code, reason, log.path)
     finally:
         sandbox.remove(fds[2])
+    log.event("end", exit_code=code, reason=reason)
+    return RunResult(session, code, reason, log.path)
 
 
 def _refused(session: str, log: Any, error: MCPBoxError, fds: tuple[int, int, int]) -> RunResult:

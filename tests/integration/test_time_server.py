@@ -44,7 +44,10 @@ def test_session_log_records_each_message_before_and_after(home: Home, docker_cl
     assert events[0] == "start"
     assert "started" in events
     assert "shutdown" in events
-    assert events[-1] == "removed"
+    assert events[-3:] == ["relayed", "removed", "end"]
+    relayed = next(r for r in records if r.get("event") == "relayed")
+    assert relayed["to_server"] >= 3
+    assert relayed["to_client"] >= 2
     methods = [(r["dir"], r.get("method")) for r in records if r.get("kind") == "request"]
     assert ("c2s", "initialize") in methods
     assert ("c2s", "tools/call") in methods

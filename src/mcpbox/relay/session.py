@@ -13,7 +13,7 @@ import signal
 import socket
 
 from mcpbox.errors import MCPBoxError, SandboxError
-from mcpbox.relay.pump import Relay
+from mcpbox.relay.pump import C2S, S2C, Relay
 from mcpbox.relay.stdio import End, connect_input, connect_output, connect_socket
 from mcpbox.sandbox.supervisor import Sandbox
 
@@ -73,6 +73,13 @@ async def relay_session(sandbox: Sandbox, sock: socket.socket, fds: tuple[int, i
         await _wait_or_stop(sandbox, server.eof)
         return 0, why
     finally:
+        log.event(
+            "relayed",
+            to_server=relay.counts[C2S],
+            to_client=relay.counts[S2C],
+            dropped=relay.counts["dropped"],
+            stderr_dropped_bytes=stderr.dropped,
+        )
         for sig in EXIT_SIGNALS:
             loop.remove_signal_handler(sig)
         if server.transport is not None:
