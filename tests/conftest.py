@@ -19,6 +19,14 @@ from typing import Any, TextIO
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
+
+# Property tests judge behaviour, not speed: on a loaded two-core CI machine, hypothesis's
+# per-example deadline and its "generation is slow" check would fail tests for timing alone.
+settings.register_profile(
+    "mcpbox", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+settings.load_profile("mcpbox")
 
 ROOT = Path(__file__).resolve().parents[1]
 MCPBOX = str(Path(sys.executable).parent / "mcpbox")

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcpbox.logs.writer import SessionLog
@@ -79,7 +79,7 @@ def chunks(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise([0, *points, len(data)])]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150)
 @given(lines=st.lists(client_line(), max_size=25), cuts=st.lists(st.integers(min_value=0), max_size=30))
 def test_client_traffic_is_forwarded_exactly_or_answered(
     tmp_path: Path, lines: list[tuple[str, bytes, Any]], cuts: list[int]
@@ -127,7 +127,7 @@ def server_line(draw: st.DrawFn) -> tuple[str, bytes]:
     return kind, noise + b"\n"
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150)
 @given(lines=st.lists(server_line(), max_size=25), cuts=st.lists(st.integers(min_value=0), max_size=30))
 def test_server_traffic_reaches_the_client_only_if_valid_and_solicited(
     tmp_path: Path, lines: list[tuple[str, bytes]], cuts: list[int]
