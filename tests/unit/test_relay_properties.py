@@ -35,6 +35,9 @@ class Sink:
     def write_eof(self) -> None:
         self.eof = True
 
+    def buffered(self) -> int:
+        return len(self.data)  # nobody drains this sink: everything written is still waiting
+
     def lines(self) -> list[bytes]:
         return [line + b"\n" for line in bytes(self.data).split(b"\n")[:-1]]
 
@@ -159,3 +162,12 @@ def test_server_traffic_reaches_the_client_only_if_valid_and_solicited(
     relay.end_server()
     assert client.lines() == expected
     assert stderr.lines() == expected_stderr
+
+
+def test_replies_to_a_server_that_never_reads_are_bounded(tmp_path: Path) -> None:
+    relay, _, server, _ = make_relay(tmp_path)
+    # The server floods the client with requests past the pending cap; each earns an error reply.
+    for i in range(20_000):
+        relay.feed_server(frame(1, json.dumps({"jsonrpc": "2.0", "id": i, "method": "roots/list"}).encode() + b"\n"))
+    assert len(server.data) <= (1 << 20) + 1024
+    assert relay.counts["dropped"] > 0

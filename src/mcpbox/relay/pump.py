@@ -22,6 +22,7 @@ from mcpbox.relay.stdio import End
 
 STDERR_LINE_LIMIT = 64 * 1024
 MAX_SERVER_PENDING = 4096
+MAX_SERVER_REPLY_BACKLOG = 1 << 20  # bytes waiting for the server, past which mcpbox's own replies are dropped
 C2S, S2C = "c2s", "s2c"
 
 
@@ -41,7 +42,7 @@ class Relay:
         self.from_client: dict[RequestId, Pending] = {}  # client requests the server has not answered
         self.from_server: dict[RequestId, Pending] = {}  # server requests the client has not answered
         self.server_writable = True
-        self.counts = {C2S: 0, S2C: 0, "dropped": 0}
+        self.counts = {C2S: 0, S2C: 0, "dropped": 0, "replies_dropped": 0}
         self._client_lines = LineFramer(max_bytes)
         self._server_lines = LineFramer(max_bytes)
         self._stderr_lines = LineFramer(STDERR_LINE_LIMIT)
@@ -135,7 +136,7 @@ class Relay:
             reason = f"more than {MAX_SERVER_PENDING} server requests awaiting the client"
             self._log_message(S2C, raw, parsed, verdict="reply", reason=reason)
             for request in requests:
-                self._to_server(jsonrpc.error_response(request.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}"))
+                self._reply_to_server(jsonrpc.error_response(request.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}"))
             return
         _track(messages, asked=self.from_server, answered=self.from_client)
         self._log_message(S2C, raw, parsed)
@@ -167,11 +168,11 @@ class Relay:
             if direction == C2S:
                 self._to_client(error)
             else:
-                self._to_server(error)
+                self._reply_to_server(error)
         elif direction == S2C and self.from_client.pop(ident, None) is not None:
             self._to_client(error)  # the server's answer was too big: the client hears why
         elif direction == C2S and self.from_server.pop(ident, None) is not None:
-            self._to_server(error)  # the client's answer was too big: the server hears why
+            self._reply_to_server(error)  # the client's answer was too big: the server hears why
 
     def _log_message(
         self,
@@ -203,6 +204,18 @@ class Relay:
         if self.server_writable:
             self.counts[C2S] += 1
             self.server.write(data)
+
+    def _reply_to_server(self, data: bytes) -> None:
+        """mcpbox's own answers to the server. They are caused by the server's output, so
+        backpressure on the client cannot hold them back: a server that provokes them and
+        never reads its stdin would grow our buffer without end. Past the cap they are dropped."""
+        if self.server.buffered() > MAX_SERVER_REPLY_BACKLOG:
+            self.counts["dropped"] += 1
+            self.counts["replies_dropped"] += 1
+            if self.counts["replies_dropped"] == 1:  # once: the log must not grow with the flood either
+                self.log.event("replies_dropped", reason="the server is not reading its stdin")
+            return
+        self._to_server(data)
 
     def close_server_stdin(self) -> None:
         """Half-close: the container sees end-of-file on stdin, as a server expects at shutdown."""

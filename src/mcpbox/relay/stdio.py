@@ -126,6 +126,11 @@ class End(asyncio.Protocol):
             return
         transport.write(data)
 
+    def buffered(self) -> int:
+        """Bytes written to this end that the peer has not taken yet."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if isinstance(transport, asyncio.WriteTransport) else 0
+
     def write_eof(self) -> None:
         """Half-close: the peer reads end-of-file, and can still answer."""
         transport = self.transport
