@@ -24,10 +24,15 @@ def start(home: Home, raw_clients: list[RawClient], profile: str = "time", **kw:
     return client
 
 
-def test_client_closing_stdin_removes_the_sandbox(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> None:
-    client = start(home, raw_clients)
+def start_session(home: Home, raw_clients: list[RawClient], api: Any, profile: str = "time") -> tuple[RawClient, str]:
+    """A running session, past its handshake, and its session id (from its sandbox's labels)."""
+    client = start(home, raw_clients, profile)
     assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    return client, container_of(api, client.proc.pid)["Labels"]["mcpbox.session"]
+
+
+def test_client_closing_stdin_removes_the_sandbox(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> None:
+    client, session = start_session(home, raw_clients, docker_clean)
     client.close_stdin()
     assert client.wait() == 0
     assert labelled(docker_clean, session) == []  # gone before mcpbox exits, not eventually
@@ -37,9 +42,7 @@ def test_client_closing_stdin_removes_the_sandbox(home: Home, docker_clean: Any,
 def test_signal_to_mcpbox_removes_the_sandbox(
     home: Home, docker_clean: Any, raw_clients: list[RawClient], sig: signal.Signals
 ) -> None:
-    client = start(home, raw_clients)
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean)
     client.proc.send_signal(sig)
     assert client.wait() == 0
     assert labelled(docker_clean, session) == []
@@ -51,9 +54,7 @@ def test_a_server_that_ignores_stdin_eof_is_stopped_within_bounds(
     home: Home, docker_clean: Any, raw_clients: list[RawClient]
 ) -> None:
     hostile_profile(home, "stubborn", command=["--ignore-eof"])
-    client = start(home, raw_clients, "stubborn")
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean, "stubborn")
     started = time.monotonic()
     client.close_stdin()
     assert client.wait(timeout=30) == 0
@@ -70,9 +71,7 @@ def _guardian_of(pid: int) -> psutil.Process:
 def test_sigkilled_mcpbox_still_loses_its_sandbox(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> None:
     # A server that ignores EOF: only mcpbox's guardian can end it once mcpbox is gone.
     hostile_profile(home, "stubborn", command=["--ignore-eof"])
-    client = start(home, raw_clients, "stubborn")
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean, "stubborn")
     client.proc.kill()
     client.wait()
     assert wait_until_gone(docker_clean, session, timeout=15) == []
@@ -82,9 +81,7 @@ def test_sigkill_of_mcpbox_and_its_guardian_is_cleaned_by_gc(
     home: Home, docker_clean: Any, raw_clients: list[RawClient]
 ) -> None:
     hostile_profile(home, "stubborn", command=["--ignore-eof"])
-    client = start(home, raw_clients, "stubborn")
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean, "stubborn")
     guardian = _guardian_of(client.proc.pid)
     guardian.kill()
     client.proc.kill()
@@ -99,9 +96,7 @@ def test_sigkill_of_mcpbox_and_its_guardian_is_cleaned_by_gc(
 
 
 def test_gc_leaves_live_sessions_alone(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> None:
-    client = start(home, raw_clients)
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean)
     subprocess.run([MCPBOX, "gc"], capture_output=True, env=home.full_env(), check=True, timeout=60)
     assert labelled(docker_clean, session)
     assert "result" in client.request(5, "ping")
@@ -119,9 +114,7 @@ def test_server_crash_answers_pending_requests_and_exits_nonzero(
     home: Home, docker_clean: Any, raw_clients: list[RawClient]
 ) -> None:
     hostile_profile(home)
-    client = start(home, raw_clients, "hostile")
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean, "hostile")
     client.send({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
     client.send({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "crash", "arguments": {}}})
     answers = {m["id"]: m for m in (client.recv(timeout=20), client.recv(timeout=20))}
@@ -140,9 +133,7 @@ def test_mcpbox_stop_ends_a_session_with_errors_for_pending_requests(
     home: Home, docker_clean: Any, raw_clients: list[RawClient]
 ) -> None:
     hostile_profile(home)
-    client = start(home, raw_clients, "hostile")
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean, "hostile")
     client.send({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "hang", "arguments": {}}})
     time.sleep(0.5)  # bounded: let the request reach the server
     subprocess.run([MCPBOX, "stop", session[:15]], env=home.full_env(), check=True, timeout=60, capture_output=True)
@@ -258,9 +249,7 @@ def test_client_leaving_while_the_server_does_not_read_still_ends_the_session(
     # The server stops reading; the client floods it until mcpbox has to stop reading the
     # client (backpressure), then goes away. mcpbox must notice the hang-up and clean up.
     hostile_profile(home, command=["--ignore-eof"])
-    client = start(home, raw_clients, "hostile")
-    assert "result" in client.initialize()
-    session = container_of(docker_clean, client.proc.pid)["Labels"]["mcpbox.session"]
+    client, session = start_session(home, raw_clients, docker_clean, "hostile")
     assert "result" in client.call_tool(40, "stop_reading")
     line = json.dumps({"jsonrpc": "2.0", "method": "notifications/x", "params": {"p": "y" * 60_000}}).encode() + b"\n"
     assert client.proc.stdin is not None
