@@ -14,10 +14,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpbox.errors import MCPBoxError
-from mcpbox.profile import load_profile
+from mcpbox.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from mcpbox.logs.writer import SessionLog
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def _remove_orphan(container_id: str) -> None:
     Engine(timeout=10).remove(container_id)
 
 
-def _run(session: str, profile: Any, log: Any, fds: tuple[int, int, int]) -> RunResult:
+def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, int]) -> RunResult:
     from mcpbox.sandbox.watchdog import Watchdog  # noqa: PLC0415
 
     started = time.monotonic()
@@ -88,10 +91,14 @@ def _run(session: str, profile: Any, log: Any, fds: tuple[int, int, int]) -> Run
 
     sandbox = Sandbox(profile, session, log, watchdog)
     try:
-        try:
-            sock = sandbox.start()
-        except MCPBoxError as error:
+        sock = sandbox.start()
+    except BaseException as error:
+        # Removed before the client is told: a refusal may wait up to 30 s for its requests.
+        sandbox.remove(fds[2])
+        if isinstance(error, MCPBoxError):
             return _refused(session, log, error, fds)
+        raise
+    try:
         log.event("started", container=sandbox.container_id, ms=round((time.monotonic() - started) * 1000, 1))
         # Desktop clients show a server's stderr in their logs: say where ours is.
         with contextlib.suppress(OSError):
@@ -108,7 +115,7 @@ def _run(session: str, profile: Any, log: Any, fds: tuple[int, int, int]) -> Run
     return RunResult(session, code, reason, log.path)
 
 
-def _refused(session: str, log: Any, error: MCPBoxError, fds: tuple[int, int, int]) -> RunResult:
+def _refused(session: str, log: SessionLog | None, error: MCPBoxError, fds: tuple[int, int, int]) -> RunResult:
     from mcpbox.relay.refusal import refuse  # noqa: PLC0415
 
     if log is not None:
