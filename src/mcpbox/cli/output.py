@@ -7,11 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-
-def printable(text: str) -> str:
-    """Control characters shown as escapes: a profile or a peer must not be able to
-    drive the terminal (hide lines, rewrite what was printed) through our output."""
-    return "".join(c if c == "\n" or not (ord(c) < 32 or 127 <= ord(c) < 160) else repr(c)[1:-1] for c in text)
+from mcpbox._text import printable
 
 
 def emit_text(text: str) -> None:

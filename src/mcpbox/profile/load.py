@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mcpbox import paths
+from mcpbox._text import is_control
 from mcpbox.errors import ProfileError
 from mcpbox.profile.model import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -410,7 +411,7 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
     if image is None:
         reader.fail("image", "an image reference", why="is required")
     description = reader.string("description", default="") or ""
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in description):
+    if any(is_control(c) for c in description):
         reader.fail("description", "", why="control characters (terminal escapes) are not allowed")
     _network(reader)
     return Profile(
