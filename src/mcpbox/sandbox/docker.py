@@ -86,19 +86,6 @@ class Engine:
             kwargs = docker.utils.kwargs_from_env()
             self.api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
 
-    def version(self) -> dict[str, Any]:
-        with _translated("asking the engine's version"):
-            result: dict[str, Any] = self.api.version()
-            return result
-
-    def image_exists(self, image: str) -> bool:
-        with _translated(f"inspecting image {image}"):
-            try:
-                self.api.inspect_image(image)  # type: ignore[no-untyped-call]
-            except docker.errors.ImageNotFound:
-                return False
-            return True
-
     def image_volumes(self, image: str) -> list[str]:
         """The image's VOLUME paths; raises ImageMissingError if the image is not here."""
         with _translated(f"inspecting image {image}"):
@@ -139,25 +126,9 @@ class Engine:
         with _translated("stopping the sandbox"):
             _ignore_gone(lambda: self.api.stop(container_id, timeout=timeout))
 
-    def kill(self, container_id: str) -> None:
-        with _translated("killing the sandbox"):
-            try:
-                self.api.kill(container_id)
-            except docker.errors.APIError as exc:
-                if exc.status_code not in (404, 409):  # gone, or not running any more
-                    raise
-
     def remove(self, container_id: str) -> None:
         with _translated("removing the sandbox"):
             _ignore_gone(lambda: self.api.remove_container(container_id, force=True))
-
-    def exists(self, container_id: str) -> bool:
-        with _translated("inspecting the sandbox"):
-            try:
-                self.api.inspect_container(container_id)
-            except docker.errors.NotFound:
-                return False
-            return True
 
     def sandboxes(self, session: str | None = None) -> list[SandboxInfo]:
         label = f"{LABEL_SESSION}={session}" if session else LABEL_SESSION
