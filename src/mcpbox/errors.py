@@ -16,6 +16,7 @@ RPC_SANDBOX_UNAVAILABLE = -32010
 RPC_SERVER_EXITED = -32011
 RPC_MESSAGE_TOO_LARGE = -32012
 RPC_BAD_PROFILE = -32013
+RPC_SECRET_UNAVAILABLE = -32014
 
 
 class MCPBoxError(Exception):
@@ -67,6 +68,20 @@ class SandboxError(MCPBoxError):
     rpc_code = RPC_SERVER_EXITED
 
 
+class SecretError(MCPBoxError):
+    """A secret the profile names cannot be handed to the server; nothing is started."""
+
+    rpc_code = RPC_SECRET_UNAVAILABLE
+
+
+class KeyringError(SecretError):
+    """No secure OS keyring is usable (none at all, only a plaintext/null one, or it is locked)."""
+
+
+class SecretMissingError(SecretError):
+    """A keyring entry the profile names is not set."""
+
+
 class SessionNotFoundError(UsageError):
     """A session id that matches no running sandbox or log."""
 
@@ -75,12 +90,16 @@ __all__ = [
     "RPC_BAD_PROFILE",
     "RPC_MESSAGE_TOO_LARGE",
     "RPC_SANDBOX_UNAVAILABLE",
+    "RPC_SECRET_UNAVAILABLE",
     "RPC_SERVER_EXITED",
     "EngineError",
     "ImageMissingError",
+    "KeyringError",
     "MCPBoxError",
     "ProfileError",
     "SandboxError",
+    "SecretError",
+    "SecretMissingError",
     "SessionNotFoundError",
     "UsageError",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from mcpbox.profile import Profile, load_profile
 
 if TYPE_CHECKING:
     from mcpbox.logs.writer import SessionLog
+    from mcpbox.secrets.store import Resolved
+
+PR_SET_DUMPABLE = 4
 
 
 @dataclass(frozen=True)
@@ -37,19 +41,24 @@ def new_session_id() -> str:
 
 def dry_run(name_or_path: str) -> dict[str, Any]:
     """The exact container create body `run` would send, without touching the engine."""
-    from mcpbox.sandbox.spec import Owner, container_name, create_body  # noqa: PLC0415
+    from mcpbox.sandbox.spec import ImageConfig, Owner, container_name, create_body  # noqa: PLC0415
 
     profile = load_profile(name_or_path)
     owner = Owner(session="dry-run", pid=os.getpid(), started=0.0, host="dry-run")
     result: dict[str, Any] = {"name": container_name("dry-run")}
-    try:  # the image's VOLUMEs become tmpfs too; only the engine knows them
+    try:  # the image's VOLUMEs become tmpfs too, and its command is needed to wrap it; only the engine knows them
         from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
 
-        volumes = tuple(Engine(timeout=5).image_volumes(profile.image))
+        image = Engine(timeout=5).image_config(profile.image)
     except MCPBoxError as error:
-        volumes = ()
-        result["note"] = f"image volumes unknown ({error.message}); each would get a noexec tmpfs at run"
-    result["body"] = create_body(profile, owner, volumes)
+        image = ImageConfig(cmd=("<the image's command>",))
+        result["note"] = f"image unknown ({error.message}); each of its VOLUMEs would get a noexec tmpfs at run"
+    if profile.secrets:
+        result["secrets"] = [
+            {"var": ref.var, "entry": ref.entry, "as": "file" if ref.as_file else "env"} for ref in profile.secrets
+        ]
+        result["secrets_note"] = "values are read from the OS keyring at run and sent over stdin, never in this body"
+    result["body"] = create_body(profile, owner, image)
     return result
 
 
@@ -85,11 +94,17 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
     log.event(
         "start", session=session, profile=profile.name, image=profile.image, source=str(profile.source), pid=os.getpid()
     )
-    # The guardian is forked before the docker SDK is imported: a small process with no threads.
+    # The guardian is forked before the docker SDK is imported: a small process with no threads,
+    # and before any secret is read, so that it never holds one.
     watchdog = Watchdog.start(_remove_orphan)
+    try:
+        resolved = _secrets(profile, log, fds[2])
+    except MCPBoxError as error:
+        watchdog.release(cleaned_up=True)  # nothing was created
+        return _refused(session, log, error, fds)
     from mcpbox.sandbox.supervisor import Sandbox  # noqa: PLC0415 - the docker SDK: ~100 ms
 
-    sandbox = Sandbox(profile, session, log, watchdog)
+    sandbox = Sandbox(profile, session, log, watchdog, resolved)
     try:
         sock = sandbox.start()
     except BaseException as error:
@@ -107,12 +122,45 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
         import asyncio  # noqa: PLC0415 - imported while the server boots in its container
 
         from mcpbox.relay.session import relay_session  # noqa: PLC0415
+        from mcpbox.secrets.mask import Masker  # noqa: PLC0415
 
-        code, reason = asyncio.run(relay_session(sandbox, sock, fds))
+        code, reason = asyncio.run(relay_session(sandbox, sock, fds, Masker(resolved)))
     finally:
         sandbox.remove(fds[2])
     log.event("end", exit_code=code, reason=reason)
     return RunResult(session, code, reason, log.path)
+
+
+def _secrets(profile: Profile, log: SessionLog, stderr_fd: int) -> list[Resolved]:
+    """Every value the profile names, read from the OS keyring before any container exists."""
+    if not profile.secrets:
+        return []
+    from mcpbox.secrets.store import SecretStore, overdue  # noqa: PLC0415 - keyring: only secret profiles pay
+
+    store = SecretStore()
+    resolved = store.resolve(profile.secrets)
+    _no_dumps()
+    for late in overdue(profile.secrets, store.set_times()):
+        log.event("secret_overdue", entry=late.ref.entry, age_days=late.age_days)
+        with contextlib.suppress(OSError):
+            os.write(
+                stderr_fd,
+                f"mcpbox: warning: {late.describe()}; rotate it: mcpbox secret set {late.ref.entry}\n".encode(),
+            )
+    return resolved
+
+
+def _no_dumps() -> None:
+    """This process now holds secrets: no core file on disk, and no same-user ptrace or /proc/PID/mem reads."""
+    import resource  # noqa: PLC0415
+
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _refused(session: str, log: SessionLog | None, error: MCPBoxError, fds: tuple[int, int, int]) -> RunResult:

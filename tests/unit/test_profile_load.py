@@ -12,7 +12,7 @@ import yaml
 from mcpbox.errors import ProfileError
 from mcpbox.profile import load_profile
 from mcpbox.profile.load import parse_size, read_profile_file
-from mcpbox.profile.model import DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_USER
+from mcpbox.profile.model import DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_USER, SecretRef
 from tests.conftest import MCPBOX, Home
 
 
@@ -84,7 +84,22 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown seccomp name", {"seccomp": "loose"}, "seccomp", "one of"),
     ("network allow-list not yet supported", {"network": {"allow": ["x:443"]}}, "network", "not supported"),
     ("network bridge", {"network": "bridge"}, "network", "expected none"),
-    ("secrets not yet enforced", {"secrets": {"T": "t"}}, "secrets", "not enforced"),
+    ("secret var not a name", {"secrets": {"1BAD": "t"}}, "secrets", "environment variable names"),
+    ("secret entry with a slash", {"secrets": {"T": "a/b"}}, "secrets.T", "keyring entry name"),
+    ("secret entry starting with _", {"secrets": {"T": "_mcpbox-log"}}, "secrets.T", "keyring entry name"),
+    ("secret as a number", {"secrets": {"T": 5}}, "secrets.T", "keyring entry name or a mapping"),
+    ("secret without entry", {"secrets": {"T": {"as": "env"}}}, "secrets.T.entry", "is required"),
+    ("secret as what", {"secrets": {"T": {"entry": "t", "as": "argv"}}}, "secrets.T.as", "env (the default) or file"),
+    ("secret unknown key", {"secrets": {"T": {"entry": "t", "value": "x"}}}, "secrets.T.value", "unknown key"),
+    ("rotate_after nonsense", {"secrets": {"T": {"entry": "t", "rotate_after": "soon"}}}, "rotate_after", "90d"),
+    ("rotate_after zero", {"secrets": {"T": {"entry": "t", "rotate_after": "0d"}}}, "rotate_after", "90d"),
+    ("secret shadows env", {"env": {"T": "x"}, "secrets": {"T": "t"}}, "secrets.T", "already set by env"),
+    (
+        "file secret shadows env",
+        {"env": {"T_FILE": "x"}, "secrets": {"T": {"entry": "t", "as": "file"}}},
+        "secrets.T",
+        "T_FILE is already set",
+    ),
     ("tools not yet enforced", {"tools": {"deny": ["x"]}}, "tools", "not enforced"),
     ("pinning not yet enforced", {"policy": {"pin_tools": True}}, "policy.pin_tools", "not enforced"),
     ("bad name", {"name": "Bad Name"}, "name", "lowercase"),
@@ -302,3 +317,23 @@ def test_only_regular_files_are_read_as_profiles(tmp_path: Path, target: str) ->
 def test_unhashable_yaml_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="plain scalar"):
         read_profile_file(write(tmp_path, "name: p\nimage: a\n? [a, b]\n: 1\n"))
+
+
+def test_secrets_short_and_long_forms(tmp_path: Path) -> None:
+    profile = read_profile_file(
+        write(
+            tmp_path,
+            {
+                **BASE,
+                "secrets": {
+                    "GITHUB_TOKEN": "github-token",
+                    "DB_PASSWORD": {"entry": "db.password", "as": "file", "rotate_after": "12w"},
+                },
+            },
+        )
+    )
+    assert set(profile.secrets) == {
+        SecretRef(var="GITHUB_TOKEN", entry="github-token"),
+        SecretRef(var="DB_PASSWORD", entry="db.password", as_file=True, rotate_after_days=84),
+    }
+    assert SecretRef(var="DB_PASSWORD", entry="x").path == "/run/secrets/DB_PASSWORD"

@@ -40,6 +40,15 @@ def _effective(name: str) -> dict[str, Any]:
         "image": profile.image,
         "command": list(profile.command) if profile.command else None,
         "env": dict(profile.env),
+        "secrets": [
+            {
+                "var": ref.var,
+                "entry": ref.entry,
+                "as": f"file {ref.path} (path in {ref.var}_FILE)" if ref.as_file else "env",
+                "rotate_after_days": ref.rotate_after_days,
+            }
+            for ref in profile.secrets
+        ],
         "container": {
             "user": profile.user,
             "capabilities": "all dropped",
@@ -79,6 +88,9 @@ def show(
     lines += [f"image    {info['image']}", f"command  {info['command'] or '(image default)'}"]
     if info["env"]:
         lines.append("env      " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
+    for item in info["secrets"]:
+        rotate = f", rotate after {item['rotate_after_days']}d" if item["rotate_after_days"] else ""
+        lines.append(f"secret   {item['var']} <- keyring entry {item['entry']!r} ({item['as']}{rotate})")
     lines.append("container")
     for key, value in info["container"].items():
         if key == "mounts":

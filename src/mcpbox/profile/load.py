@@ -22,12 +22,14 @@ from mcpbox.profile.model import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_SECCOMP,
     DEFAULT_USER,
+    ENTRY_NAME_RE,
     Build,
     LogSettings,
     Mount,
     Policy,
     Profile,
     Resources,
+    SecretRef,
 )
 
 MAX_PROFILE_BYTES = 256 * 1024
@@ -36,6 +38,8 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 USER_RE = re.compile(r"^(\d+)(?::(\d+))?$")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+AGE_RE = re.compile(r"^(\d{1,5})\s*([dw])$")
+MAX_SECRETS = 64
 MIN_MEMORY = 16 * 1024 * 1024
 MIN_PIDS = 8
 # Container paths a mount must never cover: the kernel's views and our own tmpfs root.
@@ -43,7 +47,6 @@ FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
 # Keys of the design that later versions enforce. Accepting them now and doing
 # nothing would be a silent loss of safety, so they are refused by name.
 NOT_YET_ENFORCED = {
-    "secrets": "secrets from the OS keyring",
     "tools": "tool allow/deny lists and approvals",
     "policy.pin_tools": "tool pinning",
     "policy.calls_per_minute": "rate limits",
@@ -348,6 +351,54 @@ def _env(reader: _Reader) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _secrets(reader: _Reader, env: tuple[tuple[str, str], ...]) -> tuple[SecretRef, ...]:
+    sub = reader.sub("secrets")
+    if sub is None:
+        return ()
+    if len(sub.data) > MAX_SECRETS:
+        sub.fail(sub.where, f"at most {MAX_SECRETS} secrets", why=f"{len(sub.data)} secrets is more than {MAX_SECRETS}")
+    refs: list[SecretRef] = []
+    for var, spec in sub.data.items():
+        if not isinstance(var, str) or not ENV_NAME_RE.match(var):
+            sub.fail(sub.where, "environment variable names like GITHUB_TOKEN", var)
+        refs.append(_secret(sub, var, spec))
+    taken = {name for name, _ in env}
+    for ref in refs:
+        names = (ref.var, f"{ref.var}_FILE") if ref.as_file else (ref.var,)
+        for name in names:
+            if name in taken:
+                # Two sources for one variable: which one the server sees must not depend on ordering.
+                sub.fail(sub.key(ref.var), "", why=f"{name} is already set by env: or by another secret")
+            taken.add(name)
+    return tuple(refs)
+
+
+def _secret(sub: _Reader, var: str, spec: Any) -> SecretRef:
+    entry_expected = "a keyring entry name (letters, digits, '.', '_', '-'; starting with a letter or digit)"
+    if isinstance(spec, str):
+        if not ENTRY_NAME_RE.match(spec):
+            sub.fail(sub.key(var), entry_expected, spec)
+        return SecretRef(var=var, entry=spec)
+    if not isinstance(spec, Mapping):
+        sub.fail(sub.key(var), "a keyring entry name or a mapping {entry, as, rotate_after}", spec)
+    item = _Reader(sub.file, spec, sub.key(var))
+    item.check_keys({"entry", "as", "rotate_after"})
+    entry = item.string("entry", pattern=ENTRY_NAME_RE, expected=entry_expected)
+    if entry is None:
+        item.fail(item.key("entry"), entry_expected, why="is required")
+    kind = item.string("as", default="env")
+    if kind not in ("env", "file"):
+        item.fail(item.key("as"), "env (the default) or file", kind)
+    days: int | None = None
+    raw_age = item.get("rotate_after")
+    if raw_age is not None:
+        match = AGE_RE.match(raw_age) if isinstance(raw_age, str) else None
+        days = int(match.group(1)) * (7 if match.group(2) == "w" else 1) if match else 0
+        if not 1 <= days <= 3650:
+            item.fail(item.key("rotate_after"), "an age such as 90d or 12w (at most 10 years)", raw_age)
+    return SecretRef(var=var, entry=entry, as_file=kind == "file", rotate_after_days=days)
+
+
 def _network(reader: _Reader) -> None:
     value = reader.get("network")
     if value is None or value == "none":
@@ -420,7 +471,8 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
         source=file,
         description=description,
         command=_command(reader),
-        env=_env(reader),
+        env=(env := _env(reader)),
+        secrets=_secrets(reader, env),
         mounts=_mounts(reader, base),
         resources=_resources(reader),
         seccomp=_seccomp(reader, base),

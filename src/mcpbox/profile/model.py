@@ -8,6 +8,7 @@ ones; anything a profile sets beyond them is a *loosening* that
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,9 @@ DEFAULT_PIDS = 128
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_SECCOMP = "default"
 TMPFS_SIZE = 64 * 1024 * 1024
+# Keyring entry names: also file-name and log safe. Names starting otherwise are mcpbox's own (the log key).
+ENTRY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SECRETS_DIR = "/run/secrets"  # a tmpfs readable by the server's user alone, when a profile asks for files
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,20 @@ class Build:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """One keyring entry the server receives at start, by name only: values never live in a profile."""
+
+    var: str  # the environment variable in the container (or the file's name under SECRETS_DIR)
+    entry: str  # the keyring entry, under the service `mcpbox`
+    as_file: bool = False  # a file in a tmpfs, its path in ``{var}_FILE``, instead of the variable itself
+    rotate_after_days: int | None = None  # warn once the value is older than this
+
+    @property
+    def path(self) -> str:
+        return f"{SECRETS_DIR}/{self.var}"
+
+
+@dataclass(frozen=True)
 class Policy:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
@@ -62,6 +80,7 @@ class Profile:
     description: str = ""
     command: tuple[str, ...] | None = None  # None: the image's own CMD
     env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[SecretRef, ...] = ()
     mounts: tuple[Mount, ...] = ()
     resources: Resources = field(default_factory=Resources)
     seccomp: str = DEFAULT_SECCOMP  # a name in seccomp/ or an absolute path

@@ -19,6 +19,7 @@ from mcpbox.jsonrpc import Batch, Invalid, Kind, Message, RequestId
 from mcpbox.logs.writer import SessionLog
 from mcpbox.relay.framing import STDERR, STDOUT, DockerDemux, Frame, Line, LineFramer, Oversize
 from mcpbox.relay.stdio import End
+from mcpbox.secrets.mask import Masker
 
 STDERR_LINE_LIMIT = 64 * 1024
 MAX_SERVER_PENDING = 4096
@@ -33,8 +34,12 @@ class Pending:
 
 
 class Relay:
-    def __init__(self, *, log: SessionLog, client: End, server: End, stderr: End, max_bytes: int) -> None:
+    def __init__(
+        self, *, log: SessionLog, client: End, server: End, stderr: End, max_bytes: int, masker: Masker | None = None
+    ) -> None:
         self.log = log
+        # Secret values are masked in everything logged, and in everything sent to the client or the terminal.
+        self.masker = masker if masker else None
         self.client = client  # mcpbox's stdin/stdout: we write the client's incoming messages here
         self.server = server  # the attach socket: container stdin out, stdout/stderr in
         self.stderr = stderr
@@ -85,12 +90,13 @@ class Relay:
             return
         parsed = jsonrpc.parse(raw)
         if isinstance(parsed, Invalid):
-            self.log.text(C2S, raw, verdict="reply", reason=f"invalid message: {parsed.reason}")
+            self.log.text(C2S, self._hide(C2S, raw), verdict="reply", reason=f"invalid message: {parsed.reason}")
             code = jsonrpc.PARSE_ERROR if parsed.reason.startswith("not valid") else jsonrpc.INVALID_REQUEST
             self._to_client(jsonrpc.error_response(parsed.id, code, f"mcpbox: {parsed.reason}"))
             return
         _track(_messages(parsed), asked=self.from_client, answered=self.from_server)
-        self._log_message(C2S, raw, parsed)
+        # The server holds its secrets already: only the log copy is masked.
+        self._log_message(C2S, self._hide(C2S, raw, parsed), parsed)
         self._to_server(raw)
 
     # ---- server -> client ---------------------------------------------------
@@ -104,7 +110,7 @@ class Relay:
             return
         parsed = jsonrpc.parse(raw)
         if isinstance(parsed, Invalid):
-            self.log.text(S2C, raw, verdict="drop", reason=f"not a JSON-RPC message: {parsed.reason}")
+            self.log.text(S2C, self._hide(S2C, raw), verdict="drop", reason=f"not a JSON-RPC message: {parsed.reason}")
             self.counts["dropped"] += 1
             if parsed.id is not None and parsed.id in self.from_client:
                 # A broken answer to a real request: the client gets an error, not a hang.
@@ -117,6 +123,7 @@ class Relay:
                     )
                 )
             return
+        raw = self._hide(S2C, raw, parsed)
         messages = _messages(parsed)
         unsolicited = [
             m
@@ -143,7 +150,9 @@ class Relay:
         self._to_client(raw)
 
     def _stderr(self, frame: Frame) -> None:
-        data = frame.data if isinstance(frame, Line) else frame.prefix + b"...[truncated]\n"
+        data = self._hide(
+            "stderr", frame.data if isinstance(frame, Line) else self._cut(frame.prefix) + b"...[truncated]\n"
+        )
         reason = "server stderr" if isinstance(frame, Line) else f"server stderr line of {frame.size} bytes, truncated"
         self.log.text("stderr", data, verdict="forward", reason=reason)
         self.stderr.write(data if data.endswith(b"\n") else data + b"\n")
@@ -154,7 +163,7 @@ class Relay:
         """A line over the cap was dropped unread; whoever awaits an answer gets an error."""
         ident, method = frame.request_id(), frame.method()
         reason = f"message of {frame.size} bytes exceeds policy.max_message_bytes ({self.max_bytes})"
-        self.log.text(direction, frame.prefix[:512], verdict="drop", reason=reason)
+        self.log.text(direction, self._hide(direction, self._cut(frame.prefix[:512])), verdict="drop", reason=reason)
         self.counts["dropped"] += 1
         error = jsonrpc.error_response(
             ident,
@@ -173,6 +182,24 @@ class Relay:
             self._to_client(error)  # the server's answer was too big: the client hears why
         elif direction == C2S and self.from_server.pop(ident, None) is not None:
             self._reply_to_server(error)  # the client's answer was too big: the server hears why
+
+    def _hide(self, direction: str, raw: bytes, parsed: Message | Batch | None = None) -> bytes:
+        """``raw`` with every secret value masked; a masking is itself logged, with the names found."""
+        if self.masker is None:
+            return raw
+        obj: object = None
+        if isinstance(parsed, Message):
+            obj = parsed.obj
+        elif isinstance(parsed, Batch):
+            obj = [message.obj for message in parsed.messages]
+        masked, found = self.masker.mask(raw, obj)
+        if found:
+            self.log.event("masked", direction=direction, secrets=sorted(found))
+        return masked
+
+    def _cut(self, prefix: bytes) -> bytes:
+        """A prefix of a longer line may end inside a value; drop the bytes that could be its start."""
+        return self.masker.trim(prefix) if self.masker is not None else prefix
 
     def _log_message(
         self,

@@ -16,6 +16,7 @@ from mcpbox.errors import MCPBoxError, SandboxError
 from mcpbox.relay.pump import C2S, S2C, Relay
 from mcpbox.relay.stdio import End, connect_input, connect_output, connect_socket
 from mcpbox.sandbox.supervisor import Sandbox
+from mcpbox.secrets.mask import Masker
 
 GRACE_AFTER_EOF = 1.0  # a server gets this long to exit on its own once its stdin closes
 STOP_TIMEOUT = 1  # then SIGTERM, and SIGKILL this many seconds later
@@ -23,7 +24,9 @@ EXIT_WAIT = 5.0
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-async def relay_session(sandbox: Sandbox, sock: socket.socket, fds: tuple[int, int, int]) -> tuple[int, str]:
+async def relay_session(
+    sandbox: Sandbox, sock: socket.socket, fds: tuple[int, int, int], masker: Masker | None = None
+) -> tuple[int, str]:
     stdin_fd, stdout_fd, stderr_fd = fds
     log = sandbox.log
     loop = asyncio.get_running_loop()
@@ -31,7 +34,12 @@ async def relay_session(sandbox: Sandbox, sock: socket.socket, fds: tuple[int, i
     # Lossy past 1 MiB: a client that never reads stderr must not stall the relay (the log keeps it all).
     stderr = End("stderr", lossy_cap=1 << 20)
     relay = Relay(
-        log=log, client=client_out, server=server, stderr=stderr, max_bytes=sandbox.profile.policy.max_message_bytes
+        log=log,
+        client=client_out,
+        server=server,
+        stderr=stderr,
+        max_bytes=sandbox.profile.policy.max_message_bytes,
+        masker=masker,
     )
     client.on_data, client.on_eof = relay.feed_client, relay.end_client
     server.on_data, server.on_eof = relay.feed_server, relay.end_server

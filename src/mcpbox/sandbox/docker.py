@@ -24,6 +24,7 @@ from mcpbox.sandbox.spec import (
     LABEL_PARENT_STARTED,
     LABEL_PROFILE,
     LABEL_SESSION,
+    ImageConfig,
 )
 
 T = TypeVar("T")
@@ -86,11 +87,15 @@ class Engine:
             kwargs = docker.utils.kwargs_from_env()
             self.api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
 
-    def image_volumes(self, image: str) -> list[str]:
-        """The image's VOLUME paths; raises ImageMissingError if the image is not here."""
+    def image_config(self, image: str) -> ImageConfig:
+        """The image's VOLUMEs, entrypoint and command; raises ImageMissingError if the image is not here."""
         with _translated(f"inspecting image {image}"):
             config = self.api.inspect_image(image).get("Config") or {}  # type: ignore[no-untyped-call]
-        return sorted(config.get("Volumes") or {})
+        return ImageConfig(
+            volumes=tuple(sorted(config.get("Volumes") or {})),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            cmd=tuple(config.get("Cmd") or ()),
+        )
 
     def create(self, body: dict[str, Any], name: str) -> str:
         with _translated(f"creating the sandbox for image {body.get('Image')}"):

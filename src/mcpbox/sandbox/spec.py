@@ -16,7 +16,8 @@ from typing import Any
 from mcpbox import paths
 from mcpbox._version import __version__
 from mcpbox.errors import ProfileError
-from mcpbox.profile.model import TMPFS_SIZE, Profile
+from mcpbox.profile.model import SECRETS_DIR, TMPFS_SIZE, Profile
+from mcpbox.secrets import handoff
 
 LABEL_SESSION = "mcpbox.session"
 LABEL_PROFILE = "mcpbox.profile"
@@ -24,6 +25,15 @@ LABEL_PARENT_PID = "mcpbox.parent_pid"
 LABEL_PARENT_STARTED = "mcpbox.parent_started"
 LABEL_HOST = "mcpbox.host"
 LABEL_VERSION = "mcpbox.version"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What the engine knows of an image and the body depends on."""
+
+    volumes: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,14 +72,32 @@ def scratch_tmpfs(profile: Profile, image_volumes: tuple[str, ...] = ()) -> dict
 
     An image VOLUME would otherwise become a writable, executable anonymous
     volume on the host's disk, around the read-only root and the noexec /tmp.
+    Secrets given as files get a tmpfs of their own that only the server's user can enter.
     """
     options = f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE},mode=1777"
     mounted = {mount.target for mount in profile.mounts}
-    return {path: options for path in ("/tmp", *image_volumes) if path not in mounted}
+    tmpfs = {path: options for path in ("/tmp", *image_volumes) if path not in mounted}
+    if any(ref.as_file for ref in profile.secrets):
+        uid, _, gid = profile.user.partition(":")
+        tmpfs[SECRETS_DIR] = f"rw,noexec,nosuid,nodev,size=1m,mode=0700,uid={uid},gid={gid or uid}"
+    return tmpfs
 
 
-def create_body(profile: Profile, owner: Owner, image_volumes: tuple[str, ...] = ()) -> dict[str, Any]:
+def server_argv(profile: Profile, image: ImageConfig) -> list[str]:
+    """The argv the server runs with, as the engine would compose it: the image's entrypoint, then the command."""
+    argv = [*image.entrypoint, *(profile.command if profile.command is not None else image.cmd)]
+    if not argv:
+        raise ProfileError(
+            f"profile {profile.name}: the image {profile.image} has no entrypoint or command, and the profile "
+            "gives no command: key.",
+            "Add command: [the server's executable, args...] to the profile.",
+        )
+    return argv
+
+
+def create_body(profile: Profile, owner: Owner, image: ImageConfig | None = None) -> dict[str, Any]:
     """The `POST /containers/create` body for ``profile``, locked down."""
+    image = image or ImageConfig()
     res = profile.resources
     host_config: dict[str, Any] = {
         "CapDrop": ["ALL"],
@@ -81,7 +109,7 @@ def create_body(profile: Profile, owner: Owner, image_volumes: tuple[str, ...] =
         ],
         "ReadonlyRootfs": True,
         # noexec: nothing the server downloads or writes can be executed.
-        "Tmpfs": scratch_tmpfs(profile, image_volumes),
+        "Tmpfs": scratch_tmpfs(profile, image.volumes),
         "NetworkMode": "none",
         "Mounts": [
             {
@@ -112,7 +140,7 @@ def create_body(profile: Profile, owner: Owner, image_volumes: tuple[str, ...] =
         # Removed by the engine the moment it exits, whoever caused the exit.
         "AutoRemove": True,
     }
-    return {
+    body: dict[str, Any] = {
         "Image": profile.image,
         "Cmd": list(profile.command) if profile.command is not None else None,
         "Env": [f"{name}={value}" for name, value in profile.env],
@@ -138,3 +166,8 @@ def create_body(profile: Profile, owner: Owner, image_volumes: tuple[str, ...] =
         "StopTimeout": 2,
         "HostConfig": host_config,
     }
+    if profile.secrets:
+        # Values never enter this body: the shim receives them over stdin (see mcpbox.secrets.handoff).
+        body["Entrypoint"] = handoff.entrypoint()
+        body["Cmd"] = server_argv(profile, image)
+    return body

@@ -12,15 +12,18 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from enum import Enum
 
-from mcpbox.errors import MCPBoxError
+from mcpbox.errors import EngineError, MCPBoxError, SandboxError
 from mcpbox.logs.writer import SessionLog
 from mcpbox.profile import Profile
 from mcpbox.sandbox.docker import Engine
 from mcpbox.sandbox.owners import collect_garbage, current_owner
 from mcpbox.sandbox.spec import container_name, create_body
 from mcpbox.sandbox.watchdog import Watchdog
+from mcpbox.secrets import handoff
+from mcpbox.secrets.store import Resolved
 
 REMOVAL_WAIT = 5.0
 
@@ -32,8 +35,11 @@ class State(Enum):
 
 
 class Sandbox:
-    def __init__(self, profile: Profile, session: str, log: SessionLog, watchdog: Watchdog) -> None:
+    def __init__(
+        self, profile: Profile, session: str, log: SessionLog, watchdog: Watchdog, secrets: Sequence[Resolved] = ()
+    ) -> None:
         self.profile = profile
+        self._secrets = secrets
         self.session = session
         self.log = log
         self.state = State.NEW
@@ -46,14 +52,31 @@ class Sandbox:
     def start(self) -> socket.socket:
         """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
         self.engine = engine = Engine()
-        volumes = tuple(engine.image_volumes(self.profile.image))
-        body = create_body(self.profile, current_owner(self.session), volumes)
+        body = create_body(self.profile, current_owner(self.session), engine.image_config(self.profile.image))
         self.container_id = cid = engine.create(body, container_name(self.session))
         self._watchdog.guard(cid)
         sock = engine.attach(cid)
         threading.Thread(target=self._wait_exit, name="mcpbox-wait", daemon=True).start()
-        engine.start(cid)
+        try:
+            engine.start(cid)
+        except EngineError as error:
+            if self._secrets and "/bin/sh" in error.message:
+                raise SandboxError(
+                    f"the image {self.profile.image} has no /bin/sh, which mcpbox needs to hand secrets to the server.",
+                    "Use an image with a POSIX shell (any Debian, Alpine, python or node image has one).",
+                ) from error
+            raise
         self.state = State.STARTED
+        if self._secrets:
+            # First bytes on the server's stdin, before the relay forwards anything from the client.
+            try:
+                sock.sendall(handoff.frame(self._secrets))
+            except OSError as exc:
+                raise SandboxError(
+                    f"could not hand the secrets to the sandbox ({exc.strerror or exc}).",
+                    "The server exited at once; run it again and read the session log.",
+                ) from exc
+            self.log.event("secrets_injected", names=[item.ref.entry for item in self._secrets])
         return sock
 
     def _wait_exit(self) -> None:

@@ -1,0 +1,1 @@
+"""Secrets: kept in the OS keyring, handed to the server at start, masked on the way out."""
