@@ -34,7 +34,8 @@ ensure_packages() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     # The real-keyring tests need a Secret Service: gnome-keyring in a dbus session.
     command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
-    command -v dbus-run-session >/dev/null || missing+=(dbus dbus-x11)
+    command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+    command -v dbus-send >/dev/null || missing+=(dbus-bin)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing ${missing[*]}"
         apt_install "${missing[@]}"

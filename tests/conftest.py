@@ -152,13 +152,22 @@ def hostile_profile(home: Home, name: str = "hostile", **extra: Any) -> str:
 
 @contextlib.asynccontextmanager
 async def sdk_client(
-    profile: str, home: Home, *, mode: str = "auto", errlog: TextIO | None = None, **client_kwargs: Any
+    profile: str,
+    home: Home,
+    *,
+    mode: str = "auto",
+    errlog: TextIO | None = None,
+    env: dict[str, str] | None = None,
+    **client_kwargs: Any,
 ) -> AsyncIterator[Any]:
-    """The official MCP SDK client, spawning `mcpbox run PROFILE` over stdio."""
+    """The official MCP SDK client, spawning `mcpbox run PROFILE` over stdio.
+
+    Like a desktop client, the SDK passes only a few variables of its own environment on; ``env`` adds more.
+    """
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
-    params = StdioServerParameters(command=MCPBOX, args=["run", profile], env=home.env())
+    params = StdioServerParameters(command=MCPBOX, args=["run", profile], env=home.env(**(env or {})))
     transport = stdio_client(params, errlog=errlog) if errlog is not None else stdio_client(params)
     async with Client(transport, mode=mode, **client_kwargs) as client:
         yield client

@@ -12,10 +12,16 @@ Docker.  Two kinds of client are used:
 
 No escape probe that could change the host runs here (the host test runner
 may well be root): only the read-only identity probes are exercised.
+
+The secret tools are checked against a secret given in the environment (and
+a file): each ``how`` of ``leak_secret`` must emit exactly the spelling it
+claims, in both eras, or mcpbox's masking tests would prove nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
 import os
 import select
@@ -25,7 +31,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import quote, unquote
 
 import anyio
 import pytest
@@ -86,6 +94,8 @@ RELAY_TOOLS = {
     "emit_list_changed",
     "inspect",
 }
+SECRET_TOOLS = {"leak_secret", "secret_where"}
+ALL_TOOLS = ESCAPE_TOOLS | RELAY_TOOLS | SECRET_TOOLS
 
 
 # ---------------------------------------------------------------------------
@@ -93,8 +103,8 @@ RELAY_TOOLS = {
 # ---------------------------------------------------------------------------
 
 
-def server_params(era: str) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=[str(SERVER), "--era", era])
+def server_params(era: str, env: dict[str, str] | None = None) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=[str(SERVER), "--era", era], env=env)
 
 
 def run_async(test: Callable[[], Awaitable[None]]) -> None:
@@ -169,7 +179,7 @@ def test_sdk_connects_lists_and_calls(era: str, mode: str, expected_version: str
 
             listing = await client.list_tools()
             names = {tool.name for tool in listing.tools}
-            assert names == ESCAPE_TOOLS | RELAY_TOOLS
+            assert names == ALL_TOOLS
             for tool in listing.tools:
                 assert tool.input_schema["type"] == "object"
                 assert isinstance(tool.input_schema["properties"], dict)
@@ -286,15 +296,17 @@ def test_identity_probes_report_json_findings() -> None:
 class RawServer:
     """The server as a subprocess, spoken to line by line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, capture_stderr: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if capture_stderr else subprocess.DEVNULL,
+            env=env,
         )
         self._buffer = b""
         self._next_id = 100
+        self.stderr = b""  # everything the server wrote to stderr, once closed (capture_stderr)
 
     def send_raw(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -349,11 +361,14 @@ class RawServer:
             self.proc.kill()
             self.proc.wait()
         self.proc.stdout.close()
+        if self.proc.stderr is not None:
+            self.stderr = self.proc.stderr.read()
+            self.proc.stderr.close()
 
 
 @contextmanager
-def raw_server(*args: str) -> Iterator[RawServer]:
-    server = RawServer(*args)
+def raw_server(*args: str, env: dict[str, str] | None = None, capture_stderr: bool = False) -> Iterator[RawServer]:
+    server = RawServer(*args, env=env, capture_stderr=capture_stderr)
     try:
         yield server
     finally:
@@ -434,7 +449,7 @@ def test_modern_era_discover_shape_and_version_errors() -> None:
         # No initialize needed: every modern request stands on its own.
         listing = server.request("tools/list", {"_meta": modern_meta()})["result"]
         assert listing["resultType"] == "complete"
-        assert {tool["name"] for tool in listing["tools"]} == ESCAPE_TOOLS | RELAY_TOOLS
+        assert {tool["name"] for tool in listing["tools"]} == ALL_TOOLS
         call = server.request("tools/call", {"name": "echo", "arguments": {"text": "x"}, "_meta": modern_meta()})
         assert call["result"] == {
             "content": [{"type": "text", "text": "x"}],
@@ -551,3 +566,515 @@ def test_bad_arguments_are_invalid_params() -> None:
         assert server.call_tool("echo", {"text": 5})["error"]["code"] == -32602
         assert server.call_tool("no_such_tool")["error"]["code"] == -32602
         assert server.call_tool("escape_network", {"host": "example.com"})["error"]["code"] == -32602
+
+
+# ---------------------------------------------------------------------------
+# Secret tools: every spelling leak_secret claims must really be on the wire
+# ---------------------------------------------------------------------------
+
+SECRET_VAR = "HOSTILE_TEST_SECRET"  # noqa: S105 - a variable name, not a credential
+# ASCII without a character JSON must escape, so the raw form is verbatim on
+# the wire; '/' makes URL-safe base64 differ from standard, 22 bytes (not a
+# multiple of 3) give base64 padding, and '/', '+', '=', '&', '?', '%' need
+# URL-encoding.
+SECRET = "gh0_S3cr3t/V4lue+x=&?%"  # noqa: S105 - a made-up test value
+SECRET_BYTES = SECRET.encode()
+FILE_SECRET = "f1le-S3cr3t:from/disk+x"  # noqa: S105 - a made-up test value
+ERAS = ("handshake", "modern")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# What leak_secret's text forms must carry, in the server's order, written
+# out independently of the server.
+EXPECTED_FORMS = {
+    "raw": SECRET,
+    "base64": _b64(SECRET_BYTES),
+    "base64url": base64.urlsafe_b64encode(SECRET_BYTES).decode(),
+    "base64_nopad": _b64(SECRET_BYTES).rstrip("="),
+    "base64_offset1": _b64(b"x" + SECRET_BYTES),
+    "base64_offset2": _b64(b"xy" + SECRET_BYTES),
+    "basic_auth": "Basic " + _b64(b"user:" + SECRET_BYTES),
+    "hex": SECRET_BYTES.hex(),
+    "HEX": SECRET_BYTES.hex().upper(),
+    "url": quote(SECRET, safe=""),
+}
+JSON_UNICODE_ESCAPES = "".join(f"\\u{ord(char):04x}" for char in SECRET).encode()
+
+
+def decode_form(how: str, form: str) -> bytes:
+    """Undo the spelling ``how``: what a reader of the leaked text recovers."""
+    if how == "raw":
+        return form.encode()
+    if how in ("base64", "base64_nopad", "base64_offset1", "base64_offset2"):
+        decoded = base64.b64decode(form + "=" * (-len(form) % 4), validate=True)
+        prefix = {"base64_offset1": b"x", "base64_offset2": b"xy"}.get(how, b"")
+        assert decoded.startswith(prefix)
+        return decoded[len(prefix) :]
+    if how == "base64url":
+        return base64.urlsafe_b64decode(form)
+    if how == "basic_auth":
+        scheme, _, credentials = form.partition(" ")
+        assert scheme == "Basic"
+        user, _, password = base64.b64decode(credentials, validate=True).partition(b":")
+        assert user == b"user"
+        return password
+    if how in ("hex", "HEX"):
+        return bytes.fromhex(form)
+    assert how == "url"
+    return unquote(form).encode()
+
+
+def test_expected_forms_are_the_spellings_they_claim() -> None:
+    for how, form in EXPECTED_FORMS.items():
+        assert decode_form(how, form) == SECRET_BYTES, how
+        if how != "raw":
+            assert SECRET not in form, how
+    plain = EXPECTED_FORMS["base64"]
+    assert plain.endswith("=")
+    assert EXPECTED_FORMS["base64_nopad"] == plain.rstrip("=") != plain
+    assert EXPECTED_FORMS["base64url"] != plain
+    assert not set("+/") & set(EXPECTED_FORMS["base64url"])
+    # At another alignment, not even the core of the plain base64 shows.
+    for how in ("base64_offset1", "base64_offset2", "basic_auth"):
+        assert plain.rstrip("=")[:-2] not in EXPECTED_FORMS[how], how
+    assert EXPECTED_FORMS["hex"].islower() or EXPECTED_FORMS["hex"].isdigit()
+    assert EXPECTED_FORMS["HEX"] == EXPECTED_FORMS["hex"].upper() != EXPECTED_FORMS["hex"]
+    assert "%2F" in EXPECTED_FORMS["url"]
+
+
+@contextmanager
+def secret_server(
+    era: str, *, capture_stderr: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[RawServer]:
+    """The server with SECRET in its environment, ready for tools/call in ``era``."""
+    env = {**os.environ, SECRET_VAR: SECRET, **(extra_env or {})}
+    with raw_server("--era", era, env=env, capture_stderr=capture_stderr) as server:
+        if era == "handshake":
+            server.request("initialize", {"protocolVersion": HANDSHAKE, "capabilities": {}})
+            server.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        yield server
+
+
+def send_call(server: RawServer, era: str, request_id: int, name: str, arguments: dict[str, Any], **extra: Any) -> None:
+    params: dict[str, Any] = {"name": name, "arguments": arguments, **extra}
+    if era == "modern":
+        params["_meta"] = modern_meta()
+    server.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+
+
+def leak(server: RawServer, era: str, how: str, **arguments: Any) -> None:
+    send_call(server, era, 1, "leak_secret", {"var": SECRET_VAR, "how": how, **arguments})
+
+
+def complete_result(message: dict[str, Any], era: str) -> dict[str, Any]:
+    """The result of a response to request 1, checked for its era's envelope."""
+    assert message["id"] == 1
+    result = message["result"]
+    assert isinstance(result, dict)
+    assert result.pop("resultType", None) == ("complete" if era == "modern" else None)
+    assert result.pop("isError") is False
+    return result
+
+
+def texts(result: dict[str, Any]) -> list[str]:
+    assert all(item["type"] == "text" for item in result["content"])
+    return [item["text"] for item in result["content"]]
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize("how", list(EXPECTED_FORMS))
+def test_leak_secret_text_forms(era: str, how: str) -> None:
+    with secret_server(era) as server:
+        leak(server, era, how)
+        line = server.read_line()
+    result = complete_result(json.loads(line), era)
+    assert result == {"content": [{"type": "text", "text": f"{how}: {EXPECTED_FORMS[how]}"}]}
+    # Only the raw form puts the plain value on the wire.
+    assert (SECRET_BYTES in line) == (how == "raw")
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_json_unicode_escapes_every_character_on_the_wire(era: str) -> None:
+    with secret_server(era) as server:
+        leak(server, era, "json_unicode")
+        line = server.read_line()
+    assert b'"json_unicode: ' + JSON_UNICODE_ESCAPES + b'"' in line
+    assert SECRET_BYTES not in line
+    result = complete_result(json.loads(line), era)
+    assert texts(result) == [f"json_unicode: {SECRET}"]
+
+
+def test_json_unicode_escape_handles_astral_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    hostile = load_server_module(monkeypatch)
+    value = "a\U0001f600\u00e9"
+    escaped = hostile.json_unicode_escape(value)
+    assert escaped == "\\u0061\\ud83d\\ude00\\u00e9"
+    assert json.loads(f'"{escaped}"') == value
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_key(era: str) -> None:
+    with secret_server(era) as server:
+        leak(server, era, "key")
+        line = server.read_line()
+    assert line.count(SECRET_BYTES) == 1
+    result = complete_result(json.loads(line), era)
+    assert result["structuredContent"] == {SECRET: "key"}
+    assert texts(result) == ["key: the secret is the key of structuredContent"]
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_error(era: str) -> None:
+    with secret_server(era) as server:
+        leak(server, era, "error")
+        message = server.read_message()
+    assert message == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": f"error: {SECRET}"}}
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_notification_comes_before_the_result(era: str) -> None:
+    with secret_server(era) as server:
+        leak(server, era, "notification")
+        notification = server.read_message()
+        line = server.read_line()
+    assert notification == {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {"level": "info", "logger": "hostile", "data": f"notification: {SECRET}"},
+    }
+    assert SECRET_BYTES not in line
+    assert texts(complete_result(json.loads(line), era)) == ["notification: sent the secret in notifications/message"]
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_stderr(era: str) -> None:
+    with secret_server(era, capture_stderr=True) as server:
+        leak(server, era, "stderr")
+        line = server.read_line()
+    assert SECRET_BYTES not in line
+    assert texts(complete_result(json.loads(line), era)) == [
+        "stderr: wrote the secret to stderr twice, the second line split across two writes"
+    ]
+    lines = server.stderr.splitlines()
+    assert b"hostile: leak_secret stderr: " + SECRET_BYTES in lines
+    assert b"hostile: leak_secret stderr split: " + SECRET_BYTES in lines
+
+
+def load_server_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """server.py imported in-process, to watch its individual writes."""
+    spec = importlib.util.spec_from_file_location("hostile_server_under_test", SERVER)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_leak_secret_stderr_splits_a_line_inside_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    hostile = load_server_module(monkeypatch)
+    writes: list[bytes] = []
+    monkeypatch.setattr(hostile, "write_stderr", writes.append)
+    monkeypatch.setenv(SECRET_VAR, SECRET)
+    call = hostile.ToolCall(hostile.Server("both"), 1, "leak_secret", {"var": SECRET_VAR, "how": "stderr"}, {}, False)
+    assert hostile.tool_leak_secret(call).startswith("stderr: ")
+    half = len(SECRET_BYTES) // 2
+    assert writes == [
+        b"hostile: leak_secret stderr: " + SECRET_BYTES + b"\n",
+        b"hostile: leak_secret stderr split: " + SECRET_BYTES[:half],
+        SECRET_BYTES[half:] + b"\n",
+    ]
+
+
+def test_leak_secret_request_handshake_sends_server_requests() -> None:
+    with secret_server("handshake") as server:
+        leak(server, "handshake", "request")
+        elicitation, sampling = server.read_message(), server.read_message()
+        line = server.read_line()
+        assert elicitation["method"] == "elicitation/create"
+        assert elicitation["params"]["message"] == f"request: {SECRET}"
+        assert sampling["method"] == "sampling/createMessage"
+        assert sampling["params"]["messages"][0]["content"] == {"type": "text", "text": f"request: {SECRET}"}
+        assert SECRET_BYTES not in line
+        assert texts(complete_result(json.loads(line), "handshake")) == [
+            "request: sent the secret in elicitation/create and sampling/createMessage requests"
+        ]
+        # Answers to those requests are ignored; the server carries on.
+        for request in (elicitation, sampling):
+            assert str(request["id"]).startswith("leak-")
+            server.send({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -1, "message": "no"}})
+        assert server.request("ping")["result"] == {}
+
+
+def test_leak_secret_request_modern_asks_via_input_required() -> None:
+    with secret_server("modern") as server:
+        leak(server, "modern", "request")
+        asked = server.read_message()
+        assert asked["id"] == 1
+        result = asked["result"]
+        assert result["resultType"] == "input_required"
+        assert result["requestState"] == "leak_secret:request"
+        requests = result["inputRequests"]
+        assert set(requests) == {"elicitation", "sampling"}
+        assert requests["elicitation"]["method"] == "elicitation/create"
+        assert requests["elicitation"]["params"]["mode"] == "form"
+        assert requests["elicitation"]["params"]["message"] == f"request: {SECRET}"
+        assert requests["sampling"]["method"] == "sampling/createMessage"
+        assert requests["sampling"]["params"]["messages"][0]["content"]["text"] == f"request: {SECRET}"
+
+        send_call(
+            server,
+            "modern",
+            1,
+            "leak_secret",
+            {"var": SECRET_VAR, "how": "request"},
+            inputResponses={"elicitation": {"action": "decline"}},
+            requestState=result["requestState"],
+        )
+        line = server.read_line()
+    assert SECRET_BYTES not in line
+    assert texts(complete_result(json.loads(line), "modern")) == ["request: answered after input_required"]
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_split_is_two_halves(era: str) -> None:
+    with secret_server(era) as server:
+        leak(server, era, "split")
+        line = server.read_line()
+    assert SECRET_BYTES not in line
+    first, second = texts(complete_result(json.loads(line), era))
+    assert first + second == SECRET
+    assert len(first) == len(SECRET) // 2
+
+
+@pytest.mark.parametrize("era", ERAS)
+def test_leak_secret_all(era: str) -> None:
+    with secret_server(era, capture_stderr=True) as server:
+        leak(server, era, "all")
+        before: list[dict[str, Any]] = []
+        while True:
+            line = server.read_line()
+            message = json.loads(line)
+            if message.get("id") == 1 and "method" not in message:
+                break
+            before.append(message)
+    notifications = [m["params"]["data"] for m in before if m.get("method") == "notifications/message"]
+    assert notifications == [f"notification: {SECRET}", EXPECTED_FORMS]
+    requests = [m for m in before if "id" in m]
+    if era == "handshake":
+        assert [m["method"] for m in requests] == ["elicitation/create", "sampling/createMessage"]
+        assert requests[0]["params"]["message"] == f"request: {SECRET}"
+        assert requests[1]["params"]["messages"][0]["content"]["text"] == f"request: {SECRET}"
+    else:
+        assert requests == []  # an InputRequiredResult would replace the result
+    assert len(before) == len(notifications) + len(requests)
+
+    assert b'"json_unicode: ' + JSON_UNICODE_ESCAPES + b'"' in line  # spliced in by hand here too
+    result = complete_result(message, era)
+    assert texts(result) == [f"{how}: {form}" for how, form in EXPECTED_FORMS.items()] + [f"json_unicode: {SECRET}"]
+    assert result["structuredContent"] == {SECRET: "key"}
+    # Neither error nor split: every item carries the whole value in some spelling.
+    assert set(result) == {"content", "structuredContent"}
+
+    stderr = server.stderr.splitlines()
+    assert b"hostile: leak_secret stderr: " + SECRET_BYTES in stderr
+    assert b"hostile: leak_secret stderr split: " + SECRET_BYTES in stderr
+    for how, form in EXPECTED_FORMS.items():
+        assert f"hostile: leak_secret stderr {how}: {form}".encode() in stderr, how
+    assert b"hostile: leak_secret stderr json_unicode: " + JSON_UNICODE_ESCAPES in stderr
+
+
+def test_leak_secret_reads_a_file_instead_of_the_environment(tmp_path: Path) -> None:
+    secret_file = tmp_path / "TOKEN"
+    secret_file.write_text(FILE_SECRET)
+    secret_file.chmod(0o600)
+    with secret_server("handshake") as server:
+        for request_id, how in enumerate(("raw", "hex"), start=1):
+            send_call(
+                server,
+                "handshake",
+                request_id,
+                "leak_secret",
+                {"var": SECRET_VAR, "how": how, "file": str(secret_file)},
+            )
+            text = tool_text(server.read_message())
+            assert text == {"raw": f"raw: {FILE_SECRET}", "hex": f"hex: {FILE_SECRET.encode().hex()}"}[how]
+
+
+def test_secret_tools_refuse_bad_arguments(tmp_path: Path) -> None:
+    env = {**os.environ, SECRET_VAR: SECRET, "HOSTILE_EMPTY": ""}
+    with raw_server(env=env) as server:
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            ("leak_secret", {"var": SECRET_VAR, "how": "rot13"}, "how must be one of"),
+            ("leak_secret", {"var": SECRET_VAR}, "'how' must be a string"),
+            ("leak_secret", {"how": "raw"}, "'var' must be a string"),
+            ("leak_secret", {"var": "HOSTILE_UNSET_VAR", "how": "raw"}, "is not set"),
+            ("leak_secret", {"var": "HOSTILE_EMPTY", "how": "raw"}, "is empty"),
+            ("leak_secret", {"var": SECRET_VAR, "how": "raw", "file": str(tmp_path / "none")}, "ENOENT"),
+            ("leak_secret", {"var": SECRET_VAR, "how": "raw", "file": 5}, "'file' must be a string"),
+            ("secret_where", {}, "'var' must be a string"),
+            ("secret_where", {"var": SECRET_VAR, "file": 5}, "'file' must be a string"),
+        ]
+        for name, arguments, message in cases:
+            response = server.call_tool(name, arguments)
+            assert response["error"]["code"] == -32602, (name, arguments)
+            assert message in response["error"]["message"], (name, arguments)
+            assert SECRET not in json.dumps(response)
+
+
+def test_secret_where_reports_without_revealing(tmp_path: Path) -> None:
+    secret_file = tmp_path / "TOKEN"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
+    # A process whose argv carries the value: the cmdline scan must find it.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", SECRET])
+    try:
+        with secret_server("handshake") as server:
+            send_call(server, "handshake", 1, "secret_where", {"var": SECRET_VAR, "file": str(secret_file)})
+            text = tool_text(server.read_message())
+            server_pid = server.proc.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    for form in (*EXPECTED_FORMS.values(), SECRET[: len(SECRET) // 2], SECRET[len(SECRET) // 2 :]):
+        assert form not in text
+    report = json.loads(text)
+    assert set(report) == {
+        "var",
+        "pid",
+        "pid1_is_self",
+        "env",
+        "file",
+        "value_from",
+        "proc_self_environ",
+        "proc_1_environ",
+        "environ_scan",
+        "cmdline_scan",
+    }
+    assert report["var"] == SECRET_VAR
+    assert report["pid"] == server_pid
+    assert report["pid1_is_self"] is False
+    assert report["env"] == {"set": True, "length": len(SECRET_BYTES)}
+    assert report["value_from"] == "env"
+    info = secret_file.stat()
+    assert report["file"] == {
+        "path": str(secret_file),
+        "exists": True,
+        "type": "file",
+        "mode": "0600",
+        "uid": info.st_uid,
+        "gid": info.st_gid,
+        "size": len(SECRET_BYTES),
+        "readable": True,
+        "same_as_env": True,
+        "dir": {
+            "path": str(tmp_path),
+            "exists": True,
+            "type": "dir",
+            "mode": f"{tmp_path.stat().st_mode & 0o7777:04o}",
+            "uid": tmp_path.stat().st_uid,
+            "gid": tmp_path.stat().st_gid,
+            "size": tmp_path.stat().st_size,
+        },
+    }
+    assert report["proc_self_environ"] == {"readable": True, "has_var": True, "contains_value": True}
+    pid1 = report["proc_1_environ"]
+    if pid1["readable"]:  # only when the host runner is root; pid 1 never had our value
+        assert pid1["contains_value"] is False
+    else:
+        assert set(pid1) == {"readable", "error"}
+    assert server_pid in report["environ_scan"]["containing"]
+    assert report["environ_scan"]["scanned"] >= 1
+    assert holder.pid in report["cmdline_scan"]["containing"]
+    assert server_pid not in report["cmdline_scan"]["containing"]
+
+
+def test_secret_where_uses_the_file_when_the_variable_is_unset(tmp_path: Path) -> None:
+    secret_file = tmp_path / "TOKEN"
+    secret_file.write_text(FILE_SECRET)
+    with secret_server("handshake") as server:
+        send_call(server, "handshake", 1, "secret_where", {"var": "HOSTILE_UNSET_VAR", "file": str(secret_file)})
+        with_file = json.loads(tool_text(server.read_message()))
+        send_call(server, "handshake", 2, "secret_where", {"var": "HOSTILE_UNSET_VAR"})
+        nothing = json.loads(tool_text(server.read_message()))
+        send_call(server, "handshake", 3, "secret_where", {"var": SECRET_VAR, "file": str(tmp_path / "none")})
+        missing = json.loads(tool_text(server.read_message()))
+    assert with_file["env"] == {"set": False, "length": None}
+    assert with_file["value_from"] == "file"
+    assert with_file["file"]["same_as_env"] is None
+    assert with_file["proc_self_environ"] == {"readable": True, "has_var": False, "contains_value": False}
+    assert nothing["value_from"] is None
+    assert nothing["file"] is None
+    assert nothing["proc_self_environ"]["contains_value"] is None
+    assert nothing["cmdline_scan"]["containing"] is None
+    assert missing["file"]["exists"] is False
+    assert missing["file"]["error"] == "ENOENT"
+    assert missing["file"]["read_error"] == "ENOENT"
+    assert missing["value_from"] == "env"
+
+
+@pytest.mark.parametrize(("era", "mode", "answered"), [("both", "auto", True), ("handshake", "legacy", False)])
+def test_sdk_client_receives_leaked_requests(era: str, mode: str, answered: bool) -> None:
+    elicited: list[str] = []
+    sampled: list[str] = []
+
+    async def on_elicit(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        elicited.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    async def on_sample(
+        context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        content = params.messages[0].content
+        assert isinstance(content, types.TextContent)
+        sampled.append(content.text)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="no"), model="test-model"
+        )
+
+    async def body() -> None:
+        async with Client(
+            server_params(era, {SECRET_VAR: SECRET}),
+            mode=mode,
+            sampling_callback=on_sample,
+            elicitation_callback=on_elicit,
+        ) as client:
+            result = await client.call_tool("leak_secret", {"var": SECRET_VAR, "how": "request"})
+            expected = (
+                "request: answered after input_required"
+                if answered
+                else "request: sent the secret in elicitation/create and sampling/createMessage requests"
+            )
+            assert text_of(result) == expected
+            with anyio.fail_after(5):
+                while not (elicited and sampled):
+                    await anyio.sleep(0.01)
+        assert elicited == [f"request: {SECRET}"]
+        assert sampled == [f"request: {SECRET}"]
+
+    run_async(body)
+
+
+@pytest.mark.parametrize(("era", "mode"), [("both", "auto"), ("handshake", "legacy")])
+def test_sdk_client_reads_leak_all(era: str, mode: str) -> None:
+    async def body() -> None:
+        logged: list[Any] = []
+
+        async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+            logged.append(params.data)
+
+        async with Client(server_params(era, {SECRET_VAR: SECRET}), mode=mode, logging_callback=on_log) as client:
+            result = await client.call_tool("leak_secret", {"var": SECRET_VAR, "how": "all"})
+            assert not result.is_error
+            got = [block.text for block in result.content if isinstance(block, types.TextContent)]
+            assert got == [f"{how}: {form}" for how, form in EXPECTED_FORMS.items()] + [f"json_unicode: {SECRET}"]
+            assert result.structured_content == {SECRET: "key"}
+            with anyio.fail_after(5):
+                while len(logged) < 2:
+                    await anyio.sleep(0.01)
+        assert logged == [f"notification: {SECRET}", EXPECTED_FORMS]
+
+    run_async(body)

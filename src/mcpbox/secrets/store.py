@@ -53,7 +53,7 @@ def backend_name(backend: Any) -> str:
 
 
 def _chained(backend: Any) -> list[Any]:
-    """The backends a chainer consults in turn; any of them could answer, so all must be secure."""
+    """The backends a chainer consults in turn, highest priority first."""
     inner = getattr(backend, "backends", None)
     return list(inner) if backend_name(backend) == "keyring.backends.chainer.ChainerBackend" and inner else [backend]
 
@@ -67,11 +67,13 @@ def secure_backend() -> Any:
     except Exception as exc:  # third-party backends raise anything while loading
         raise KeyringError(f"the OS keyring could not be loaded ({type(exc).__name__}: {exc}).", GET_A_KEYRING) from exc
     chain = _chained(backend)
-    weak = [backend_name(b) for b in chain if backend_name(b) not in SECURE_BACKENDS]
-    if weak:
-        why = "; ".join(f"{name} {_weakness(name)}" for name in weak)
-        raise KeyringError(f"no secure OS keyring is available ({why}); mcpbox keeps no tokens there.", GET_A_KEYRING)
-    return backend
+    # A chainer reads from whichever backend answers first, so it is never used as a whole:
+    # only its best secure member is, and a plaintext file beside it is never read or written.
+    for member in chain:
+        if backend_name(member) in SECURE_BACKENDS:
+            return member
+    why = "; ".join(f"{backend_name(b)} {_weakness(backend_name(b))}" for b in chain)
+    raise KeyringError(f"no secure OS keyring is available ({why}); mcpbox keeps no tokens there.", GET_A_KEYRING)
 
 
 def _weakness(name: str) -> str:

@@ -9,7 +9,7 @@ line) in both protocol eras:
 * the 2026-07-28 era (``server/discover``, no handshake, every request carries
   its protocol version in ``params._meta``).
 
-Its tools come in two families:
+Its tools come in three families:
 
 * ``escape_*`` tools try to break out of the sandbox.  Each answers with the
   text ``{"escaped": <bool>, "detail": <str>}``.  ``escaped`` is true when the
@@ -19,6 +19,10 @@ Its tools come in two families:
   closed instead of passing.
 * relay-test tools (``echo``, ``noise``, ``giant``, ``crash``, ``hang`` ...)
   produce the awkward traffic a relay must survive.
+* secret tools: ``leak_secret`` tries to get a secret (an environment variable
+  or a file mcpbox injected) past mcpbox's masking in one spelling or channel
+  per call; ``secret_where`` reports where inside the container the value is
+  visible, without ever printing it.
 
 Design notes (the reasons behind the structure):
 
@@ -65,6 +69,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1423,6 +1428,333 @@ def _rlimit_nofile() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+# ---------------------------------------------------------------------------
+# Secret tools
+#
+# mcpbox injects secrets as environment variables (or files such as
+# /run/secrets/NAME) and must mask every spelling of a value in whatever the
+# server sends toward the client and on stderr.  leak_secret tries one spelling
+# or channel per call (``how``); secret_where reports where the value is
+# visible.  Neither prints the value anywhere a ``how`` does not ask for it.
+# ---------------------------------------------------------------------------
+
+# Spellings carried in the tool result's text, as "<how>: <spelling>".
+LEAK_TEXT_FORMS: Final = (
+    "raw",
+    "base64",
+    "base64url",
+    "base64_nopad",
+    "base64_offset1",
+    "base64_offset2",
+    "basic_auth",
+    "hex",
+    "HEX",
+    "url",
+)
+# Every value of leak_secret's ``how``.  ``split`` is a known limit of masking
+# (two halves, each too short to be recognised): it is NOT expected to be
+# masked, and ``all`` leaves it out, together with ``error`` (a request gets
+# one response, and ``all`` answers with a result).
+LEAK_HOWS: Final = (
+    *LEAK_TEXT_FORMS,
+    "json_unicode",
+    "key",
+    "error",
+    "stderr",
+    "notification",
+    "request",
+    "split",
+    "all",
+)
+# Between the two writes of a stderr line split in the middle of the secret,
+# so that a reader sees two chunks.
+STDERR_SPLIT_PAUSE: Final = 0.05
+# requestState of the InputRequiredResult sent for how=request (2026-07-28).
+LEAK_REQUEST_STATE: Final = "leak_secret:request"
+
+
+def write_stderr(data: bytes) -> None:
+    """One write to fd 2 (tests replace this to see the individual writes)."""
+    with contextlib.suppress(OSError):
+        write_all(2, data)
+
+
+def leak_text_forms(secret: bytes) -> dict[str, str]:
+    """The spellings of ``secret`` that the result text of each text form carries."""
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    return {
+        "raw": secret.decode("utf-8", "surrogateescape"),
+        "base64": b64(secret),
+        "base64url": base64.urlsafe_b64encode(secret).decode("ascii"),
+        "base64_nopad": b64(secret).rstrip("="),
+        # The value at the other two alignments inside a larger blob.
+        "base64_offset1": b64(b"x" + secret),
+        "base64_offset2": b64(b"xy" + secret),
+        # What an HTTP Authorization header carries.
+        "basic_auth": "Basic " + b64(b"user:" + secret),
+        "hex": secret.hex(),
+        "HEX": secret.hex().upper(),
+        "url": urllib.parse.quote(secret, safe=""),
+    }
+
+
+def json_unicode_escape(text: str) -> str:
+    """The body of a JSON string in which every character is a \\uXXXX escape.
+
+    Characters outside the BMP become surrogate pairs, as JSON requires.
+    """
+    units = text.encode("utf-16-be", "surrogatepass")
+    return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2))
+
+
+def _secret_arg(call: ToolCall) -> bytes:
+    """The secret: file ``file`` when given, else environment variable ``var``."""
+    var = call.str_arg("var")
+    path = call.arguments.get("file")
+    if path is not None:
+        if not isinstance(path, str):
+            raise RpcError(INVALID_PARAMS, f"{call.name}: argument 'file' must be a string")
+        try:
+            value = Path(path).read_bytes()
+        except OSError as exc:
+            raise RpcError(INVALID_PARAMS, f"{call.name}: cannot read {path!r}: {errname(exc.errno)}") from exc
+        source = f"file {path!r}"
+    else:
+        env_value = os.environb.get(var.encode("utf-8", "surrogateescape"))
+        if env_value is None:
+            raise RpcError(INVALID_PARAMS, f"{call.name}: environment variable {var!r} is not set")
+        value, source = env_value, f"environment variable {var!r}"
+    if not value:
+        raise RpcError(INVALID_PARAMS, f"{call.name}: {source} is empty")
+    return value
+
+
+def _leak_respond(
+    call: ToolCall,
+    texts: list[str],
+    *,
+    escaped: str | None = None,
+    structured: JSONObject | None = None,
+) -> None:
+    """Answer with one text item per entry of ``texts``, written by hand.
+
+    ``escaped`` adds a last item "json_unicode: <escaped>" whose characters
+    after the label are all \\uXXXX escapes in the bytes on stdout: json.dumps
+    would write them plainly, so a placeholder string is spliced out of the
+    encoded line.
+    """
+    result = call.server.tool_result("", call.modern)
+    result["content"] = [{"type": "text", "text": text} for text in texts]
+    placeholder = f"\0json_unicode placeholder {next(_UNIQUE)}\0"
+    if escaped is not None:
+        result["content"].append({"type": "text", "text": placeholder})
+    if structured is not None:
+        result["structuredContent"] = structured
+    line = call.server.encode({"jsonrpc": "2.0", "id": call.request_id, "result": result})
+    if escaped is not None:
+        quoted = json.dumps(placeholder).encode("ascii")
+        if line.count(quoted) != 1:
+            raise RuntimeError("json_unicode placeholder not found exactly once")
+        line = line.replace(quoted, b'"json_unicode: ' + json_unicode_escape(escaped).encode("ascii") + b'"')
+    call.server.write_raw(line)
+
+
+def _leak_stderr(secret: bytes) -> None:
+    write_stderr(b"hostile: leak_secret stderr: " + secret + b"\n")
+    # The same line again, cut in the middle of the secret into two writes.
+    half = len(secret) // 2
+    write_stderr(b"hostile: leak_secret stderr split: " + secret[:half])
+    time.sleep(STDERR_SPLIT_PAUSE)
+    write_stderr(secret[half:] + b"\n")
+
+
+def _leak_notify(call: ToolCall, data: Any) -> None:
+    call.server.notify("notifications/message", {"level": "info", "logger": "hostile", "data": data})
+
+
+def _leak_requests(text: str, modern: bool) -> dict[str, JSONObject]:
+    """An elicitation and a sampling request, each carrying "request: <secret>"."""
+    carried = f"request: {text}"
+    elicitation = _input_request("elicitation", modern)
+    elicitation["params"]["message"] = carried
+    sampling = _input_request("sampling", modern)
+    sampling["params"]["messages"][0]["content"]["text"] = carried
+    return {"elicitation": elicitation, "sampling": sampling}
+
+
+def _send_leak_requests(call: ToolCall, text: str) -> None:
+    """Handshake era: JSON-RPC server-to-client requests.
+
+    Nobody waits for the answers: they are logged as answers to unknown
+    requests and ignored.
+    """
+    for request in _leak_requests(text, modern=False).values():
+        call.server.send({"jsonrpc": "2.0", "id": f"leak-{next(_UNIQUE)}", **request})
+
+
+def tool_leak_secret(call: ToolCall) -> str | None:
+    how = call.str_arg("how")
+    if how not in LEAK_HOWS:
+        raise RpcError(INVALID_PARAMS, f"leak_secret: how must be one of {list(LEAK_HOWS)}")
+    if how == "request" and call.modern and ("inputResponses" in call.params or "requestState" in call.params):
+        # The retry after our InputRequiredResult: the answers are not echoed.
+        return "request: answered after input_required"
+    secret = _secret_arg(call)
+    text = secret.decode("utf-8", "surrogateescape")
+    forms = leak_text_forms(secret)
+    if how in forms:
+        return f"{how}: {forms[how]}"
+    if how == "json_unicode":
+        _leak_respond(call, [], escaped=text)
+        return None
+    if how == "key":
+        _leak_respond(call, ["key: the secret is the key of structuredContent"], structured={text: "key"})
+        return None
+    if how == "error":
+        raise RpcError(INTERNAL_ERROR, f"error: {text}")
+    if how == "stderr":
+        _leak_stderr(secret)
+        return "stderr: wrote the secret to stderr twice, the second line split across two writes"
+    if how == "notification":
+        _leak_notify(call, f"notification: {text}")
+        return "notification: sent the secret in notifications/message"
+    if how == "request":
+        return _leak_request(call, text)
+    if how == "split":
+        # Known limit: each half is too short to be recognised as the secret.
+        half = len(text) // 2
+        _leak_respond(call, [text[:half], text[half:]])
+        return None
+    _leak_all(call, secret, forms)
+    return None
+
+
+def _leak_request(call: ToolCall, text: str) -> str | None:
+    if call.modern:
+        # 2026-07-28 has no server-to-client requests: ask via InputRequiredResult.
+        call.server.respond(
+            call.request_id,
+            {
+                "resultType": "input_required",
+                "inputRequests": _leak_requests(text, modern=True),
+                "requestState": LEAK_REQUEST_STATE,
+            },
+        )
+        return None
+    _send_leak_requests(call, text)
+    return "request: sent the secret in elicitation/create and sampling/createMessage requests"
+
+
+def _leak_all(call: ToolCall, secret: bytes, forms: dict[str, str]) -> None:
+    """Everything mcpbox is expected to mask, in one call (not error, not split)."""
+    text = secret.decode("utf-8", "surrogateescape")
+    _leak_stderr(secret)
+    for form_how, form in forms.items():
+        write_stderr(f"hostile: leak_secret stderr {form_how}: {form}\n".encode("utf-8", "surrogateescape"))
+    write_stderr(f"hostile: leak_secret stderr json_unicode: {json_unicode_escape(text)}\n".encode("ascii"))
+    _leak_notify(call, f"notification: {text}")
+    _leak_notify(call, dict(forms))  # every text form, as the values of an object
+    if not call.modern:
+        _send_leak_requests(call, text)
+    _leak_respond(
+        call,
+        [f"{form_how}: {form}" for form_how, form in forms.items()],
+        escaped=text,
+        structured={text: "key"},
+    )
+
+
+def _stat_report(path: str) -> JSONObject:
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return {"path": path, "exists": False, "error": errname(exc.errno)}
+    mode = info.st_mode
+    kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "symlink"))
+    kind = next((name for test, name in kinds if test(mode)), "other")
+    return {
+        "path": path,
+        "exists": True,
+        "type": kind,
+        "mode": f"{stat.S_IMODE(mode):04o}",
+        "uid": info.st_uid,
+        "gid": info.st_gid,
+        "size": info.st_size,
+    }
+
+
+def _environ_report(path: str, var: str, value: bytes | None) -> JSONObject:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return {"readable": False, "error": errname(exc.errno)}
+    prefix = var.encode("utf-8", "surrogateescape") + b"="
+    return {
+        "readable": True,
+        "has_var": any(entry.startswith(prefix) for entry in data.split(b"\0")),
+        "contains_value": None if value is None else value in data,
+    }
+
+
+def _scan_proc(filename: str, value: bytes | None) -> JSONObject:
+    """Which processes' /proc/PID/<filename> contain ``value``."""
+    if value is None:
+        return {"scanned": 0, "unreadable": 0, "containing": None}
+    scanned = unreadable = 0
+    containing: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            data = (entry / filename).read_bytes()
+        except OSError:  # EACCES, or the process is gone
+            unreadable += 1
+            continue
+        scanned += 1
+        if value in data:
+            containing.append(int(entry.name))
+    return {"scanned": scanned, "unreadable": unreadable, "containing": sorted(containing)}
+
+
+def tool_secret_where(call: ToolCall) -> str:
+    """Where the secret is visible in here: facts only, never the value."""
+    var = call.str_arg("var")
+    path = call.arguments.get("file")
+    if path is not None and not isinstance(path, str):
+        raise RpcError(INVALID_PARAMS, "secret_where: argument 'file' must be a string")
+    env_value = os.environb.get(var.encode("utf-8", "surrogateescape"))
+    value, value_from = (env_value, "env") if env_value else (None, None)
+    file_report: JSONObject | None = None
+    if path is not None:
+        file_report = _stat_report(path)
+        file_report["readable"] = os.access(path, os.R_OK)
+        try:
+            content: bytes | None = Path(path).read_bytes()
+        except OSError as exc:
+            content = None
+            file_report["read_error"] = errname(exc.errno)
+        file_report["same_as_env"] = None if content is None or env_value is None else content == env_value
+        file_report["dir"] = _stat_report(str(Path(path).parent))
+        if value is None and content:
+            value, value_from = content, "file"
+    report: JSONObject = {
+        "var": var,
+        "pid": os.getpid(),
+        "pid1_is_self": os.getpid() == 1,
+        "env": {"set": env_value is not None, "length": None if env_value is None else len(env_value)},
+        "file": file_report,
+        "value_from": value_from,
+        "proc_self_environ": _environ_report("/proc/self/environ", var, value),
+        "proc_1_environ": _environ_report("/proc/1/environ", var, value),
+        "environ_scan": _scan_proc("environ", value),
+        "cmdline_scan": _scan_proc("cmdline", value),
+    }
+    return json.dumps(report)
+
+
 TOOLS: Final[dict[str, Tool]] = {
     tool.name: tool
     for tool in (
@@ -1551,6 +1883,30 @@ TOOLS: Final[dict[str, Tool]] = {
         Tool("blank_lines", "Write blank/whitespace-only lines, then respond.", tool_blank_lines),
         Tool("emit_list_changed", "Send notifications/tools/list_changed, then respond.", tool_emit_list_changed),
         Tool("inspect", "Report pid, uid, env keys, cgroup limits (no escape attempt).", tool_inspect),
+        # -- secrets -----------------------------------------------------------
+        Tool(
+            "leak_secret",
+            "Leak the secret in env var `var` (or file `file`) the way `how` says; "
+            "how=all does every one mcpbox must mask (not error, not split).",
+            tool_leak_secret,
+            {
+                "var": {"type": "string", "description": "Environment variable holding the secret"},
+                "file": {"type": "string", "description": "Read the secret from this file instead (/run/secrets/NAME)"},
+                "how": {"type": "string", "enum": list(LEAK_HOWS)},
+            },
+            ("var", "how"),
+        ),
+        Tool(
+            "secret_where",
+            "Report where the secret of env var `var` (or file `file`) is visible: env, /proc/*/environ, "
+            "/proc/*/cmdline, the file's mode and owner. Never the value.",
+            tool_secret_where,
+            {
+                "var": {"type": "string", "description": "Environment variable holding the secret"},
+                "file": {"type": "string", "description": "Secret file to report on (/run/secrets/NAME)"},
+            },
+            ("var",),
+        ),
     )
 }
 
