@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
+from mcpbox.errors import ProfileError
 from mcpbox.profile.load import read_profile_file
 from mcpbox.sandbox.docker import SandboxInfo
 from mcpbox.sandbox.owners import is_orphan
-from mcpbox.sandbox.spec import Owner, create_body
+from mcpbox.sandbox.spec import ImageConfig, Owner, create_body
+from mcpbox.secrets import handoff
 
 OWNER = Owner(session="s1", pid=4242, started=1.5, host="h")
 
@@ -99,3 +101,28 @@ def test_own_start_time_matches_psutil() -> None:
     from mcpbox.sandbox.owners import _own_start_time
 
     assert abs(_own_start_time() - psutil.Process().create_time()) < 0.05
+
+
+def test_secrets_wrap_the_image_command_and_add_no_values(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "image": "img:1",
+                "user": "1000:1001",
+                "secrets": {"A": "a-entry", "B": {"entry": "b", "as": "file"}},
+            }
+        )
+    )
+    profile = read_profile_file(path)
+    body = create_body(profile, OWNER, ImageConfig(entrypoint=("/entry",), cmd=("serve", "--stdio")))
+    assert body["Entrypoint"] == handoff.entrypoint()
+    assert body["Cmd"] == ["/entry", "serve", "--stdio"]  # what the engine itself would have run
+    assert body["Env"] == []
+    assert body["HostConfig"]["Tmpfs"]["/run/secrets"].endswith("mode=0700,uid=1000,gid=1001")
+    plain = body_for(tmp_path, secrets={"A": "a-entry"}, command=["serve"])
+    assert "/run/secrets" not in plain["HostConfig"]["Tmpfs"]
+    assert "Entrypoint" not in body_for(tmp_path)  # no secrets: the image's own entrypoint, untouched
+    with pytest.raises(ProfileError, match="no entrypoint or command"):
+        create_body(profile, OWNER, ImageConfig())
