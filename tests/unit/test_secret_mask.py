@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import given
@@ -57,6 +57,8 @@ SPELLINGS = {
     "HEX": TOKEN.hex().upper(),
     "url": quote(TOKEN, safe=""),
     "url lower": quote(TOKEN, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+    "url keeping /": quote(TOKEN),
+    "form encoded": quote_plus(TOKEN + b" x")[:-2],
 }
 
 

@@ -49,9 +49,12 @@ def _base64_forms(value: bytes) -> set[str]:
 def forms_of(value: bytes) -> set[str]:
     """Every spelling of ``value`` that is masked."""
     text = value.decode("utf-8", "surrogateescape")
-    forms = {text, value.hex(), value.hex().upper(), quote(value, safe=""), quote_plus(value, safe="")}
-    percent = quote(value, safe="")
-    forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), percent))
+    forms = {text, value.hex(), value.hex().upper()}
+    # URL encoders differ in what they leave alone: everything (quote), "/" (Python's default),
+    # JavaScript's encodeURIComponent set, and "+" for spaces in forms; %xx in either case.
+    for safe in ("", "/", "!*'()"):
+        for percent in (quote(value, safe=safe), quote_plus(value, safe=safe)):
+            forms |= {percent, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), percent)}
     forms |= _base64_forms(value)
     return {form for form in forms if form}
 
