@@ -93,6 +93,8 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("secret unknown key", {"secrets": {"T": {"entry": "t", "value": "x"}}}, "secrets.T.value", "unknown key"),
     ("rotate_after nonsense", {"secrets": {"T": {"entry": "t", "rotate_after": "soon"}}}, "rotate_after", "90d"),
     ("rotate_after zero", {"secrets": {"T": {"entry": "t", "rotate_after": "0d"}}}, "rotate_after", "90d"),
+    ("secret named PATH", {"secrets": {"PATH": "t"}}, "secrets.PATH", "shell that hands secrets over"),
+    ("secret named like the shim's", {"secrets": {"mcpbox_v": "t"}}, "secrets.mcpbox_v", "owns this name"),
     ("secret shadows env", {"env": {"T": "x"}, "secrets": {"T": "t"}}, "secrets.T", "already set by env"),
     (
         "file secret shadows env",

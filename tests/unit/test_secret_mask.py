@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -11,9 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcpbox.logs.writer import SessionLog
 from mcpbox.profile.model import SecretRef
+from mcpbox.relay.pump import Relay
 from mcpbox.secrets.mask import Masker, forms_of
 from mcpbox.secrets.store import Resolved
+from tests.unit.test_relay_properties import Sink
 
 TOKEN = b"ghp_9fQ2xVtZ/+Lm0KpR8sWd"
 LABEL = "[secret:github-token]"
@@ -121,10 +125,48 @@ def test_lines_without_a_value_pass_unchanged() -> None:
 
 def test_a_cut_prefix_loses_the_bytes_where_a_value_could_begin() -> None:
     m = masker(TOKEN)
-    prefix = b"x" * 100 + TOKEN[:10]
-    trimmed = m.trim(prefix)
-    assert TOKEN[:2] not in trimmed
-    assert len(trimmed) == len(prefix) - m.longest + 1
+    escaped = "".join(f"\\u{ord(c):04x}" for c in TOKEN.decode()).encode()
+    for prefix in (b"x" * 1000 + TOKEN[:10], b"x" * 1000 + escaped[: len(escaped) - 7]):
+        trimmed = m.trim(prefix)
+        assert trimmed == b"x" * len(trimmed)
+
+
+def test_json_inside_a_json_string_is_masked() -> None:
+    inner = json.dumps({"token": TOKEN.decode()}).replace("/", "\\/")  # PHP-style: / escaped
+    raw = line({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": inner}]}})
+    out = mask_line(masker(TOKEN), raw)
+    assert LABEL in json.loads(out)["result"]["content"][0]["text"]
+
+
+def test_unrepresentable_numbers_fall_back_to_masking_bytes() -> None:
+    raw = b'{"jsonrpc":"2.0","id":1,"result":{"n":1e400,"t":"' + TOKEN + b'"}}\n'
+    out = mask_line(masker(TOKEN), raw)
+    assert TOKEN not in out
+    assert b"Infinity" not in out
+
+
+def test_relay_masks_log_fields_stderr_and_what_the_client_gets(tmp_path: Path) -> None:
+    client, server, stderr = Sink(), Sink(), Sink()
+    log = SessionLog(tmp_path / "s.jsonl")
+    relay = Relay(log=log, client=client, server=server, stderr=stderr, max_bytes=1 << 20, masker=masker(TOKEN))  # type: ignore[arg-type]
+    relay.feed_client(line({"jsonrpc": "2.0", "id": "req-1", "method": "tools/call", "params": {"t": TOKEN.decode()}}))
+    escaped = "".join(f"\\u{ord(c):04x}" for c in TOKEN.decode()).encode()
+    relay.feed_server(docker_frame(1, b'{"jsonrpc":"2.0","method":"' + escaped + b'"}\n'))
+    relay.feed_server(docker_frame(1, line({"jsonrpc": "2.0", "id": "req-1", "result": {"t": TOKEN.decode()}})))
+    relay.feed_server(docker_frame(2, b"leak: " + TOKEN[:5]) + docker_frame(2, TOKEN[5:] + b"\n"))
+    log.close()
+    assert TOKEN in bytes(server.data)  # the server's own secret is not taken from what it is sent
+    for where, data in (("client", client.data), ("stderr", stderr.data), ("log", (tmp_path / "s.jsonl").read_bytes())):
+        assert TOKEN not in data, where
+        assert escaped not in data, where
+        assert LABEL.encode() in data, where
+    records = [json.loads(r) for r in (tmp_path / "s.jsonl").read_bytes().splitlines()]
+    assert {r["direction"] for r in records if r.get("event") == "masked"} == {"c2s", "s2c", "stderr"}
+    assert not any(TOKEN.decode() in str(r.get("method")) for r in records)
+
+
+def docker_frame(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
 
 
 tokens = st.binary(min_size=8, max_size=64).filter(lambda b: len(b.decode("utf-8", "replace").strip()) >= 8)

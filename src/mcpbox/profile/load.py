@@ -38,6 +38,10 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 USER_RE = re.compile(r"^(\d+)(?::(\d+))?$")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+# Names a POSIX shell owns or resets before the server starts, and the shim's own: a secret there would be lost.
+SHELL_NAMES = frozenset(
+    {"_", "PATH", "PWD", "OLDPWD", "PPID", "SHLVL", "IFS", "HOME", "OPTIND", "OPTARG", "ENV", "LINENO"}
+)
 AGE_RE = re.compile(r"^(\d{1,5})\s*([dw])$")
 MAX_SECRETS = 64
 MIN_MEMORY = 16 * 1024 * 1024
@@ -361,6 +365,8 @@ def _secrets(reader: _Reader, env: tuple[tuple[str, str], ...]) -> tuple[SecretR
     for var, spec in sub.data.items():
         if not isinstance(var, str) or not ENV_NAME_RE.match(var):
             sub.fail(sub.where, "environment variable names like GITHUB_TOKEN", var)
+        if var in SHELL_NAMES or var.lower().startswith("mcpbox_"):
+            sub.fail(sub.key(var), "", why="the shell that hands secrets over owns this name; choose another variable")
         refs.append(_secret(sub, var, spec))
     taken = {name for name, _ in env}
     for ref in refs:

@@ -212,16 +212,16 @@ class Relay:
     ) -> None:
         if isinstance(parsed, Batch):
             self.log.message(direction, raw, kind="batch", method=None, ident=None, verdict=verdict, reason=reason)
-        else:
-            self.log.message(
-                direction,
-                raw,
-                kind=parsed.kind.value,
-                method=parsed.method,
-                ident=parsed.id,
-                verdict=verdict,
-                reason=reason,
-            )
+            return
+        method, ident = parsed.method, parsed.id
+        if self.masker is not None:
+            # The log's own method and id fields come from the parse, not from the masked bytes.
+            found: set[str] = set()
+            method = self.masker.mask_text(method, found) if method is not None else None
+            ident = self.masker.mask_text(ident, found) if isinstance(ident, str) else ident
+        self.log.message(
+            direction, raw, kind=parsed.kind.value, method=method, ident=ident, verdict=verdict, reason=reason
+        )
 
     def _to_client(self, data: bytes) -> None:
         self.counts[S2C] += 1

@@ -29,7 +29,10 @@ from urllib.parse import quote, quote_plus
 
 from mcpbox.secrets.store import Resolved
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ASCII output: a masked line is plain JSON for any reader
+# ASCII output: a masked line is plain JSON for any reader; no NaN/Infinity, which JSON does not have.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_UNESCAPE = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+_STR_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])')
 _SHORT_ESCAPES = {'"': '"', "\\": "\\\\", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
 _JSON_ESCAPE = re.compile(rb'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])')
 
@@ -69,6 +72,7 @@ class Masker:
         self._text = pairs
         self._bytes = [(form.encode("utf-8", "surrogateescape"), label.encode()) for form, label in pairs]
         self.longest = max((len(form) for form, _ in self._bytes), default=0)
+        self.shortest = min((len(form) for form, _ in pairs), default=0)
         # Which JSON escapes could hide a character of some form; \\u can hide any.
         chars = {c for form, _ in pairs for c in form}
         hiding = "".join(re.escape(esc) for char, esc in _SHORT_ESCAPES.items() if char in chars)
@@ -89,7 +93,10 @@ class Masker:
             masked = self._walk(obj, found)
             if found:
                 ending = raw[len(raw.rstrip(b"\r\n")) :]
-                raw = _ENCODER.encode(masked).encode("ascii") + ending
+                try:
+                    raw = _ENCODER.encode(masked).encode("ascii") + ending
+                except ValueError:  # a number JSON cannot spell (1e400 parsed as inf): mask the bytes instead
+                    raw = self._unescaped(raw, found)
         else:
             raw = self._unescaped(raw, found)
         # Whatever the decoded view missed (a value spanning JSON syntax, say) is cut out of the bytes too.
@@ -100,10 +107,17 @@ class Masker:
         return raw, found
 
     def mask_text(self, text: str, found: set[str]) -> str:
+        if len(text) < self.shortest:  # most strings and numbers of a large message: one comparison each
+            return text
         for form, label in self._text:
             if form in text:
                 text = text.replace(form, label)
                 found.add(label)
+        if "\\" in text:
+            # JSON inside a JSON string (a tool returning a document) may escape a value once more.
+            inner = _STR_ESCAPE.sub(lambda m: _unescape(m.group(1).encode()).decode("utf-8", "surrogatepass"), text)
+            if inner != text and any(form in inner for form, _ in self._text):
+                return self.mask_text(inner, found)
         return text
 
     def _walk(self, obj: Any, found: set[str]) -> Any:
@@ -144,12 +158,13 @@ class Masker:
         return masked.encode("utf-8", "surrogateescape")
 
     def trim(self, prefix: bytes) -> bytes:
-        """A prefix cut from a longer line: drop the bytes where a value could start but not end."""
-        return prefix[: max(0, len(prefix) - self.longest + 1)] if self.longest else prefix
+        """A prefix cut from a longer line: drop the bytes where a value could start but not end.
+
+        Six bytes per character, since each may be spelled as a ``\\uXXXX`` escape."""
+        return prefix[: max(0, len(prefix) - 6 * self.longest)] if self.longest else prefix
 
 
 def _unescape(escape: bytes) -> bytes:
     if escape.startswith(b"u"):
         return chr(int(escape[1:], 16)).encode("utf-8", "surrogatepass")
-    decoded: str = json.loads(b'"\\' + escape + b'"')
-    return decoded.encode("utf-8")
+    return _UNESCAPE[escape]
