@@ -137,9 +137,9 @@ def _secrets(profile: Profile, log: SessionLog, stderr_fd: int) -> list[Resolved
         return []
     from mcpbox.secrets.store import SecretStore, overdue  # noqa: PLC0415 - keyring: only secret profiles pay
 
+    _no_dumps()  # before the first value is in memory
     store = SecretStore()
     resolved = store.resolve(profile.secrets)
-    _no_dumps()
     for late in overdue(profile.secrets, store.set_times()):
         log.event("secret_overdue", entry=late.ref.entry, age_days=late.age_days)
         with contextlib.suppress(OSError):
