@@ -2,7 +2,10 @@
 
 (a) startup: spawn -> `initialize` response, `mcpbox run time` vs
     `docker run -i --rm IMAGE CMD` (plus, for reference, the same create /
-    attach / start done in-process with the Docker SDK), interleaved;
+    attach / start done in-process with the Docker SDK), interleaved; and
+    `mcpbox run` of the same profile with one secret, read from a private
+    GNOME Keyring the bench starts and stops (skipped, with a note, if there
+    is none), plus that keyring read alone, in a separate process;
 (b) round-trip latency of sequential `ping`s through `mcpbox run time` vs a
     direct Docker SDK attach with no relay;
 (c) mcpbox's own RSS during the ping run, and its guardian child's;
@@ -55,6 +58,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 PROFILE = "time"
 METADATA_PROFILE = "bench-metadata"
+# The time profile plus `secrets: {SECRET_VAR: SECRET_ENTRY}`. Names, not values: the value is random.
+SECRET_PROFILE = "bench-secret"  # noqa: S105
+SECRET_VAR = "API_TOKEN"  # noqa: S105
+SECRET_ENTRY = "bench-token"  # noqa: S105
 PROTOCOL = "2025-11-25"
 
 IO_TIMEOUT = 60.0  # no single read may block longer than this
@@ -206,6 +213,7 @@ class Context:
     state: Path
     token: str = field(default_factory=lambda: secrets.token_hex(3))
     seq: int = 0
+    secret_skipped: str = ""  # why there is no "mcpbox+secret" scenario; empty when there is one
 
     @property
     def image(self) -> str:
@@ -295,10 +303,11 @@ class StartupRun:
 
 
 def startup_process(ctx: Context, kind: str) -> StartupRun:
-    """`mcpbox run time` or `docker run -i --rm IMAGE CMD`, spawned cold."""
+    """`mcpbox run time`, the same with one secret, or `docker run -i --rm IMAGE CMD`, spawned cold."""
     name = ctx.name("cli")
-    if kind == "mcpbox":
-        argv, env = [ctx.mcpbox, "run", PROFILE], ctx.env
+    is_mcpbox = kind.startswith("mcpbox")
+    if is_mcpbox:
+        argv, env = [ctx.mcpbox, "run", SECRET_PROFILE if kind == "mcpbox+secret" else PROFILE], ctx.env
     else:
         argv, env = [ctx.docker_cli, "run", "-i", "--rm", "--name", name, ctx.image, *ctx.command], None
     with tempfile.TemporaryFile() as err:
@@ -316,14 +325,14 @@ def startup_process(ctx: Context, kind: str) -> StartupRun:
             proc.wait(timeout=EXIT_TIMEOUT)
         except BaseException:
             reap(proc)
-            if kind != "mcpbox":
+            if not is_mcpbox:
                 ensure_gone(ctx.api, name=name)
             elif failed := session_of(err):
                 ensure_gone(ctx.api, session=failed)
             raise
         finally:
             reap(proc)
-        session = session_of(err) if kind == "mcpbox" else None
+        session = session_of(err) if is_mcpbox else None
     leaked = ensure_gone(ctx.api, session=session) if session else ensure_gone(ctx.api, name=name)
     t2 = time.perf_counter()
     phases: dict[str, float] = {}
@@ -407,7 +416,7 @@ def retried(what: str, measure: Callable[[], T], failures: list[str]) -> T:
 
 
 def run_startup(ctx: Context, runs: int, failures: list[str]) -> dict[str, list[StartupRun]]:
-    kinds = ["mcpbox", "docker", "sdk", "sdk-lockdown"]
+    kinds = ["mcpbox", "docker", "sdk", "sdk-lockdown"] + ([] if ctx.secret_skipped else ["mcpbox+secret"])
 
     def once(kind: str) -> StartupRun:
         if kind.startswith("sdk"):
@@ -422,8 +431,56 @@ def run_startup(ctx: Context, runs: int, failures: list[str]) -> dict[str, list[
         for kind in order:
             result = once(kind)
             results[kind].append(result)
-            print(f"  startup {i + 1}/{runs} {kind:12} {result.seconds * 1000:7.1f} ms", file=sys.stderr)
+            print(f"  startup {i + 1}/{runs} {kind:13} {result.seconds * 1000:7.1f} ms", file=sys.stderr)
     return results
+
+
+# What `mcpbox run` of a profile with secrets does before the sandbox exists (launcher._secrets),
+# alone: import keyring and choose the backend (which probes the Secret Service over D-Bus),
+# then read the profile's values. Run as `python -c KEYRING_LOOKUP PROFILE VARIANT`; prints
+# seconds as JSON. The "docker SDK first" variant imports mcpbox's engine client beforehand:
+# the modules both need (urllib.request, http.client, logging...) are then already loaded, as
+# they would be, a little later, in `mcpbox run` itself.
+KEYRING_LOOKUP = r"""
+import json, sys, time
+from mcpbox.profile import load_profile
+
+profile = load_profile(sys.argv[1])  # `mcpbox run` has loaded the profile, and these modules, by then
+if sys.argv[2] == "docker SDK first":
+    import mcpbox.sandbox.docker
+t0 = time.perf_counter()
+from mcpbox.secrets.store import SecretStore
+
+store = SecretStore()
+t1 = time.perf_counter()
+values = store.resolve(profile.secrets)
+t2 = time.perf_counter()
+assert len(values) == len(profile.secrets)
+print(json.dumps({"import keyring + choose backend": t1 - t0, "read the value": t2 - t1, "total": t2 - t0}))
+"""
+
+
+KEYRING_VARIANTS = ("cold", "docker SDK first")
+
+
+def run_keyring_lookup(ctx: Context, runs: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each step of KEYRING_LOOKUP, per variant, over ``runs`` fresh interpreters each."""
+    samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in KEYRING_VARIANTS}
+    for _ in range(runs):
+        for variant in KEYRING_VARIANTS:
+            out = subprocess.run(
+                [sys.executable, "-c", KEYRING_LOOKUP, SECRET_PROFILE, variant],
+                capture_output=True,
+                text=True,
+                env=ctx.env,
+                timeout=EXIT_TIMEOUT,
+                check=True,
+            )
+            samples[variant].append(json.loads(out.stdout))
+    return {
+        variant: {step: statistics.median(sample[step] for sample in taken) for step in taken[0]}
+        for variant, taken in samples.items()
+    }
 
 
 # ---- (b, c, d) round trips and memory --------------------------------------
@@ -837,6 +894,29 @@ LATENCY_ROWS = {
 }
 
 
+def secret_lines(secret: dict[str, Any]) -> list[str]:
+    if "skipped" in secret:
+        return [f"    mcpbox run with 1 secret: SKIPPED ({secret['skipped']})"]
+    lines = [
+        f"    1 secret costs: medians apart {secret['added_median'] * 1000:+.0f} ms, "
+        f"median of per-round differences {secret['added_paired_median'] * 1000:+.0f} ms, "
+        f"mins apart {secret['added_min'] * 1000:+.0f} ms",
+        "    the keyring read alone, in a fresh interpreter (median ms):",
+    ]
+    for variant, steps in secret["keyring_alone"].items():
+        lines.append(f"      {variant + ':':18}" + ", ".join(f"{step} {s * 1000:.0f}" for step, s in steps.items()))
+    return lines
+
+
+def phase_lines(start: dict[str, Any]) -> list[str]:
+    lines = []
+    for kind in ("mcpbox", "mcpbox+secret", "sdk", "sdk-lockdown"):
+        if phases := start.get(kind, {}).get("phases_median"):
+            parts = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items())
+            lines.append(f"    {kind} phases (median ms): {parts}")
+    return lines
+
+
 def report(results: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -857,6 +937,8 @@ def report(results: dict[str, Any]) -> str:
         "sdk": "SDK create/attach/start, in-process",
         "sdk-lockdown": "the same with mcpbox's create body",
     }
+    if "mcpbox+secret" in start:
+        labels["mcpbox+secret"] = f"mcpbox run with 1 secret ({SECRET_PROFILE})"
     for kind, label in labels.items():
         row = start[kind]
         figures = "".join(f"{row[stat] * 1000:8.0f}ms" for stat in ("min", "median", "teardown_median"))
@@ -869,11 +951,8 @@ def report(results: dict[str, Any]) -> str:
         f"(mcpbox's own process), docker run - SDK plain {median['docker'] - median['sdk']:+.0f} ms (the CLI), "
         f"SDK plain - SDK mcpbox body {median['sdk'] - median['sdk-lockdown']:+.0f} ms (engine config)"
     )
-    for kind in ("mcpbox", "sdk", "sdk-lockdown"):
-        phases = start[kind]["phases_median"]
-        if phases:
-            parts = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items())
-            add(f"    {kind} phases (median ms): {parts}")
+    out += secret_lines(results["secret"])
+    out += phase_lines(start)
     add("")
     lat = results["latency"]
     add(
@@ -950,8 +1029,71 @@ def private_dirs(profile: Profile) -> Iterator[tuple[dict[str, str], Path]]:
             "log": {"payloads": "metadata"},
         }
         (profiles / f"{METADATA_PROFILE}.yaml").write_text(yaml.safe_dump(user_profile), encoding="utf-8")
+        secret_profile = {  # the built-in profile's logging, unlike the metadata one
+            **{key: value for key, value in user_profile.items() if key != "log"},
+            "name": SECRET_PROFILE,
+            "description": f"{profile.name} with one secret from the OS keyring (bench)",
+            "secrets": {SECRET_VAR: SECRET_ENTRY},
+        }
+        (profiles / f"{SECRET_PROFILE}.yaml").write_text(yaml.safe_dump(secret_profile), encoding="utf-8")
         env = {**os.environ, "XDG_STATE_HOME": str(state), "XDG_CONFIG_HOME": str(config)}
         yield env, state
+
+
+@contextlib.contextmanager
+def private_keyring(root: Path, env: dict[str, str], mcpbox: str) -> Iterator[tuple[dict[str, str], str]]:
+    """A private headless GNOME Keyring (the test suite's helper) holding SECRET_ENTRY, for the
+    duration: yields (mcpbox's environment with it, "") or (``env`` unchanged, why not)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # tests/ is not installed; its keyring helper is shared
+    from tests.keyring_session import start_keyring
+
+    try:
+        keyring = start_keyring(root)
+    except (RuntimeError, OSError) as exc:  # no gnome-keyring or D-Bus here, or it would not start
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+    else:
+        why = ""
+    if why:
+        yield env, why
+        return
+    try:
+        keyring_env = {**env, **keyring.env}
+        keyring_env.pop("PYTHON_KEYRING_BACKEND", None)  # as the tests do: no backend forced from outside
+        done = subprocess.run(
+            [mcpbox, "secret", "set", SECRET_ENTRY],
+            input=secrets.token_urlsafe(24) + "\n",
+            capture_output=True,
+            text=True,
+            env=keyring_env,
+            timeout=EXIT_TIMEOUT,
+            check=False,
+        )
+        if done.returncode == 0:
+            yield keyring_env, ""
+        else:
+            yield env, f"`mcpbox secret set {SECRET_ENTRY}` failed: {done.stderr.strip()}"
+    finally:
+        keyring.stop()
+
+
+def secret_summary(
+    startup: dict[str, list[StartupRun]],
+    startup_out: dict[str, Any],
+    skipped: str,
+    keyring_alone: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """What one secret adds to `mcpbox run`'s startup, in seconds."""
+    if skipped:
+        return {"skipped": skipped}
+    plain, with_secret = startup_out["mcpbox"], startup_out["mcpbox+secret"]
+    rounds = zip(startup["mcpbox"], startup["mcpbox+secret"], strict=True)  # the same round, interleaved
+    return {
+        "added_median": with_secret["median"] - plain["median"],
+        "added_min": with_secret["min"] - plain["min"],
+        "added_paired_median": statistics.median(b.seconds - a.seconds for a, b in rounds),
+        "keyring_alone": keyring_alone,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -968,8 +1110,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: image {profile.image} is missing; run `bash scripts/setup.sh` first", file=sys.stderr)
         return 2
 
-    with private_dirs(profile) as (env, state):
-        ctx = Context(api, profile, mcpbox, docker_cli, env, state)
+    with contextlib.ExitStack() as dirs:
+        env, state = dirs.enter_context(private_dirs(profile))
+        print("bench: starting a private keyring for the secret scenario ...", file=sys.stderr)
+        env, secret_skipped = dirs.enter_context(private_keyring(state.parent / "keyring", env, mcpbox))
+        if secret_skipped:
+            print(f"bench: NOTE: skipping the mcpbox+secret scenario: {secret_skipped}", file=sys.stderr)
+        ctx = Context(api, profile, mcpbox, docker_cli, env, state, secret_skipped=secret_skipped)
         results: dict[str, Any] = {
             "machine": machine(ctx),
             "config": {
@@ -986,6 +1133,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: startup, {args.runs} runs each ...", file=sys.stderr)
         failures: list[str] = []
         startup = run_startup(ctx, args.runs, failures)
+        keyring_alone: dict[str, dict[str, float]] = {}
+        if not secret_skipped:
+            print(f"bench: the keyring read alone, {args.runs} runs ...", file=sys.stderr)
+            keyring_alone = run_keyring_lookup(ctx, args.runs)
         print(f"bench: round trips, {args.pings} pings per target ...", file=sys.stderr)
         samples, memory, latency_leaked = retried(
             "the round-trip run", lambda: run_latency(ctx, args.pings, args.warmup), failures
@@ -1022,6 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     ratio = {stat: startup_out["mcpbox"][stat] / startup_out["docker"][stat] for stat in ("min", "median")}
     startup_out["ratio"] = ratio
+    secret_out = secret_summary(startup, startup_out, secret_skipped, keyring_alone)
     direct_p50 = percentile(samples["direct"], 50)
     latency_out: dict[str, Any] = {}
     for label, values in samples.items():
@@ -1034,6 +1186,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_peak = max(memory[label].rss_peak for label in ("mcpbox", "mcpbox-metadata"))
     results.update(
         startup=startup_out,
+        secret=secret_out,
         latency=latency_out,
         memory={label: asdict(m) for label, m in memory.items()},
         imports=imports,
