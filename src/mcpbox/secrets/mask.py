@@ -31,9 +31,10 @@ from mcpbox.secrets.store import Resolved
 
 # ASCII output: a masked line is plain JSON for any reader; no NaN/Infinity, which JSON does not have.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_UNESCAPE = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _STR_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])')
-_SHORT_ESCAPES = {'"': '"', "\\": "\\\\", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+# Each character JSON may write as a backslash and one letter, and that letter.
+_SHORT_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+_UNESCAPE = {letter.encode(): char.encode() for char, letter in _SHORT_ESCAPES.items()}
 _JSON_ESCAPE = re.compile(rb'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])')
 
 
@@ -142,8 +143,9 @@ class Masker:
             stack.append(value)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             text = repr(value)
-            if self.mask_text(text, found) != text:
-                return self.mask_text(text, found)
+            masked = self.mask_text(text, found)
+            if masked != text:
+                return masked
         return value
 
     def _unescaped(self, raw: bytes, found: set[str]) -> bytes:
