@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ class Home:
     """A private XDG config/state home, so tests never touch the user's own."""
 
     root: Path
+    runtime: Path  # short: approval sockets live here, and socket paths are capped at 107 bytes
 
     @property
     def config(self) -> Path:
@@ -61,7 +64,12 @@ class Home:
         return self.state / "mcpbox" / "sessions"
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"XDG_CONFIG_HOME": str(self.config), "XDG_STATE_HOME": str(self.state), **extra}
+        return {
+            "XDG_CONFIG_HOME": str(self.config),
+            "XDG_STATE_HOME": str(self.state),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            **extra,
+        }
 
     def full_env(self, **extra: str) -> dict[str, str]:
         """The whole environment for subprocess.run: ours plus the private homes."""
@@ -78,11 +86,13 @@ class Home:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
-    h = Home(tmp_path / "home")
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    runtime = Path(tempfile.mkdtemp(prefix="mbx-"))
+    h = Home(tmp_path / "home", runtime)
     for key, value in h.env().items():
         monkeypatch.setenv(key, value)
-    return h
+    yield h
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ RPC_SERVER_EXITED = -32011
 RPC_MESSAGE_TOO_LARGE = -32012
 RPC_BAD_PROFILE = -32013
 RPC_SECRET_UNAVAILABLE = -32014
+RPC_POLICY_REFUSED = -32015  # a request mcpbox's policy refused outright (not a tool result)
+RPC_CALL_TIMEOUT = -32016  # a tool call outlived policy.call_timeout
 
 
 class MCPBoxError(Exception):
@@ -86,16 +88,28 @@ class SessionNotFoundError(UsageError):
     """A session id that matches no running sandbox or log."""
 
 
+class PinError(MCPBoxError):
+    """The pinned tool definitions of a profile cannot be read or changed."""
+
+
+class ApprovalError(MCPBoxError):
+    """Pending approvals cannot be listed or answered."""
+
+
 __all__ = [
     "RPC_BAD_PROFILE",
+    "RPC_CALL_TIMEOUT",
     "RPC_MESSAGE_TOO_LARGE",
+    "RPC_POLICY_REFUSED",
     "RPC_SANDBOX_UNAVAILABLE",
     "RPC_SECRET_UNAVAILABLE",
     "RPC_SERVER_EXITED",
+    "ApprovalError",
     "EngineError",
     "ImageMissingError",
     "KeyringError",
     "MCPBoxError",
+    "PinError",
     "ProfileError",
     "SandboxError",
     "SecretError",

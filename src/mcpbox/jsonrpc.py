@@ -16,6 +16,7 @@ RequestId = str | int
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
 
@@ -134,6 +135,11 @@ def parse(line: bytes) -> Parsed:
 
 def encode(obj: dict[str, Any]) -> bytes:
     """One newline-terminated frame; compact, and ASCII-safe for any consumer."""
+    return _ENCODER.encode(obj).encode() + b"\n"
+
+
+def encode_any(obj: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """A message or a batch as one frame."""
     return _ENCODER.encode(obj).encode() + b"\n"
 
 

@@ -30,6 +30,19 @@ def sessions_dir() -> Path:
     return state_dir() / "sessions"
 
 
+def pins_dir() -> Path:
+    return state_dir() / "pins"
+
+
+def runtime_dir() -> Path:
+    """Where live sessions put their approval sockets: short (socket paths are capped at 107
+    bytes), per user, and gone at logout when the system provides $XDG_RUNTIME_DIR."""
+    value = os.environ.get("XDG_RUNTIME_DIR", "")
+    if value and Path(value).is_absolute():
+        return Path(value) / "mcpbox"
+    return Path(f"/tmp/mcpbox-{os.getuid()}")
+
+
 def _data_dir(name: str) -> Path:
     """Built-in data: inside the wheel under ``mcpbox/_data``, else the source checkout."""
     packaged = Path(__file__).parent / "_data" / name

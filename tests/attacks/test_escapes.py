@@ -26,7 +26,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory, docker_api: Any) -> Iterator[tuple[RawClient, Path, Path]]:
     root = tmp_path_factory.mktemp("attacks")
-    home = Home(root / "home")
+    home = Home(root / "home", root / "run")
     readonly, writable = root / "ro", root / "rw"
     readonly.mkdir()
     writable.mkdir()
@@ -144,7 +144,7 @@ def test_an_image_volume_is_no_way_around_the_read_only_root(
     for _ in docker_api.build(path=str(context), tag=image, network_mode="none", rm=True, decode=True):
         pass
     try:
-        home = Home(tmp_path_factory.mktemp("volume-home") / "home")
+        home = Home(tmp_path_factory.mktemp("volume-home") / "home", Path("/tmp"))
         home.write_profile("volume", {"image": image})
         client = RawClient("volume", home)
         try:

@@ -19,7 +19,8 @@ LIMIT = 64 * 1024
 
 @pytest.fixture
 def hostile(home: Home, docker_clean: Any, raw_clients: list[RawClient]) -> RawClient:
-    hostile_profile(home, policy={"max_message_bytes": LIMIT})
+    # Sampling needs a person's approval by default (policy.server_requests); these tests are about relaying it.
+    hostile_profile(home, policy={"max_message_bytes": LIMIT, "server_requests": {"sampling": "allow"}})
     client = RawClient("hostile", home)
     raw_clients.append(client)
     assert "result" in client.initialize()
@@ -227,7 +228,7 @@ async def _sdk_round_trip(home: Home, mode: str) -> tuple[str, dict[str, Any]]:
 def test_sdk_client_in_either_era_with_server_requests(
     home: Home, docker_clean: Any, era: str, mode: str, expected: str
 ) -> None:
-    hostile_profile(home, command=["--era", era])
+    hostile_profile(home, command=["--era", era], policy={"server_requests": {"sampling": "allow"}})
     version, report = anyio.run(_sdk_round_trip, home, mode)
     assert version == expected
     answers = report["answers"]

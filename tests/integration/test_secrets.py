@@ -143,6 +143,8 @@ def test_secret_reaches_the_server_and_nothing_else(
         kr_home,
         "leaky",
         secrets={"LEAK_TOKEN": ENTRY, "LEAK_FILE": {"entry": ENTRY, "as": "file"}},
+        # The leak through a sampling request must reach the masking, not wait for an approval.
+        policy={"server_requests": {"sampling": "allow"}},
     )
     client = RawClient("leaky", kr_home)
     raw_clients.append(client)

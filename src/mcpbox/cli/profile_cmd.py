@@ -65,6 +65,9 @@ def _effective(name: str) -> dict[str, Any]:
             "ipc": "private",
             "devices": "none",
         },
+        "tools": dataclasses.asdict(profile.tools),
+        "prompts": dataclasses.asdict(profile.prompts),
+        "mcp_resources": dataclasses.asdict(profile.mcp_resources),
         "policy": dataclasses.asdict(profile.policy),
         "log": dataclasses.asdict(profile.log),
         "build": dataclasses.asdict(profile.build) if profile.build else None,
@@ -73,7 +76,7 @@ def _effective(name: str) -> dict[str, Any]:
 
 
 @app.command("show")
-def show(
+def show(  # noqa: PLR0912 - one branch per section printed
     name: str = typer.Argument(..., help="Profile name or path."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -98,6 +101,21 @@ def show(
                 lines.append(f"  mount              {m['source']} -> {m['target']} ({m['mode']})")
             continue
         lines.append(f"  {key:<18} {value}")
+    lines.append("policy")
+    tools = info["tools"]
+    lines.append(f"  tools allowed      {', '.join(tools['allow']) if tools['allow'] is not None else 'all'}")
+    if tools["deny"]:
+        lines.append(f"  tools denied       {', '.join(tools['deny'])}")
+    if tools["approve"]:
+        lines.append(f"  need approval      {', '.join(tools['approve'])}")
+    for entry in tools["rules"]:
+        for argument, rule in entry["arguments"]:
+            shown = {k: v for k, v in rule.items() if v}
+            lines.append(f"  rule               {entry['tool']}.{argument}: {shown}")
+    for key, value in info["policy"].items():
+        if key not in ("max_message_bytes", "tool_calls_per_minute", "server_requests"):
+            lines.append(f"  {key:<18} {value}")
+    lines.append(f"  server requests    {info['policy']['server_requests']}")
     lines.append(f"max message bytes  {info['policy']['max_message_bytes']}")
     lines.append(f"log payloads       {info['log']['payloads']}")
     if info["loosens"]:

@@ -75,10 +75,13 @@ class SessionLog:
         ident: Any,
         verdict: str = "forward",
         reason: str | None = None,
+        rule: str | None = None,
     ) -> None:
         """One JSON-RPC message. Runs for every message, so the record is formatted by hand:
         direction, kind and verdict are mcpbox's own words; everything else is quoted."""
         fields = f'"dir":"{direction}","kind":"{kind}","size":{len(raw)},"verdict":"{verdict}"'
+        if rule is not None:
+            fields += ',"rule":' + _quote(rule)
         if method is not None:
             fields += ',"method":' + _quote(method)
         if ident is not None:

@@ -19,17 +19,22 @@ from mcpbox import paths
 from mcpbox._text import is_control
 from mcpbox.errors import ProfileError
 from mcpbox.profile.model import (
-    DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_SECCOMP,
     DEFAULT_USER,
     ENTRY_NAME_RE,
+    SERVER_REQUEST_KINDS,
+    ArgRule,
     Build,
     LogSettings,
     Mount,
+    NameFilter,
     Policy,
     Profile,
     Resources,
     SecretRef,
+    ServerRequests,
+    ToolRules,
+    Tools,
 )
 
 MAX_PROFILE_BYTES = 256 * 1024
@@ -50,15 +55,21 @@ MIN_PIDS = 8
 FORBIDDEN_TARGETS = ("/proc", "/sys", "/dev")
 # Keys of the design that later versions enforce. Accepting them now and doing
 # nothing would be a silent loss of safety, so they are refused by name.
-NOT_YET_ENFORCED = {
-    "tools": "tool allow/deny lists and approvals",
-    "policy.pin_tools": "tool pinning",
-    "policy.calls_per_minute": "rate limits",
-}
+NOT_YET_ENFORCED: dict[str, str] = {}
 TOP_KEYS = {
     "name", "description", "image", "build", "command", "env", "secrets", "network",
-    "mounts", "resources", "seccomp", "user", "tools", "policy", "log",
+    "mounts", "resources", "seccomp", "user", "tools", "prompts", "mcp_resources", "policy", "log",
 }  # fmt: skip
+POLICY_BOOLS = (
+    "pin_tools",
+    "block_suspicious",
+    "strict_arguments",
+    "sanitize_output",
+    "redact_tokens",
+    "wrap_untrusted",
+)
+MAX_PATTERNS = 256
+MAX_PATTERN_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -429,18 +440,154 @@ def _build(reader: _Reader) -> Build | None:
     return Build(pypi=pypi, npm=npm)
 
 
+def _patterns(reader: _Reader, name: str) -> tuple[str, ...] | None:
+    """A list of names or globs (``*``, ``?``, ``[...]``); ``None`` when the key is absent."""
+    raw = reader.get(name)
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or len(raw) > MAX_PATTERNS:
+        reader.fail(reader.key(name), f"a list of at most {MAX_PATTERNS} names or globs", raw)
+    for item in raw:
+        if not isinstance(item, str) or not item or len(item) > MAX_PATTERN_CHARS or any(map(is_control, item)):
+            reader.fail(reader.key(name), "names or globs such as read_file or git_*", item)
+    return tuple(raw)
+
+
+def _name_filter(reader: _Reader, key: str) -> NameFilter:
+    sub = reader.sub(key)
+    if sub is None:
+        return NameFilter()
+    sub.check_keys({"allow", "deny"})
+    return NameFilter(allow=_patterns(sub, "allow"), deny=_patterns(sub, "deny") or ())
+
+
+def _tools(reader: _Reader) -> Tools:
+    sub = reader.sub("tools")
+    if sub is None:
+        return Tools()
+    sub.check_keys({"allow", "deny", "approve", "rules"})
+    return Tools(
+        allow=_patterns(sub, "allow"),
+        deny=_patterns(sub, "deny") or (),
+        approve=_patterns(sub, "approve") or (),
+        rules=_tool_rules(sub),
+    )
+
+
+def _tool_rules(reader: _Reader) -> tuple[ToolRules, ...]:
+    sub = reader.sub("rules")
+    if sub is None:
+        return ()
+    found: list[ToolRules] = []
+    for tool, arguments in sub.data.items():
+        if not isinstance(tool, str) or not tool:
+            sub.fail(sub.where, "tool names or globs as keys", tool)
+        per_tool = _Reader(sub.file, arguments, sub.key(tool))
+        rules: list[tuple[str, ArgRule]] = []
+        for argument, spec in per_tool.data.items():
+            if not isinstance(argument, str) or not argument:
+                per_tool.fail(per_tool.where, "argument names as keys", argument)
+            rules.append((argument, _arg_rule(_Reader(sub.file, spec, per_tool.key(argument)))))
+        found.append(ToolRules(tool=tool, arguments=tuple(rules)))
+    return tuple(found)
+
+
+def _arg_rule(rule: _Reader) -> ArgRule:
+    rule.check_keys({"glob", "regex", "enum"})
+    if not rule.data:
+        rule.fail(rule.where, "at least one of glob, regex or enum")
+    globs = _patterns(rule, "glob") or ()
+    for glob in globs:
+        if not glob.startswith("/"):
+            rule.fail(rule.key("glob"), "absolute path globs such as /data/**", glob)
+    regex = rule.string("regex", expected="a regular expression")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            rule.fail(
+                rule.key("regex"),
+                "a valid regular expression",
+                why=f"{regex!r} is not a valid regular expression ({exc})",
+            )
+    enum_raw = rule.get("enum")
+    enum: tuple[str | int | float | bool | None, ...] | None = None
+    if enum_raw is not None:
+        if not isinstance(enum_raw, list) or not enum_raw:
+            rule.fail(rule.key("enum"), "a non-empty list of allowed values", enum_raw)
+        for item in enum_raw:
+            if item is not None and not isinstance(item, str | int | float | bool):
+                rule.fail(rule.key("enum"), "plain values (strings, numbers, booleans)", item)
+        enum = tuple(enum_raw)
+    return ArgRule(glob=globs, regex=regex, enum=enum)
+
+
+def _number(reader: _Reader, name: str, default: float, low: float, high: float, *, whole: bool) -> float:
+    value = reader.get(name)
+    if value is None:
+        return default
+    kind = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        reader.fail(reader.key(name), f"a {'whole ' if whole else ''}number from {low:g} to {high:g}", value)
+    return float(value)
+
+
 def _policy(reader: _Reader) -> Policy:
     sub = reader.sub("policy")
     if sub is None:
         return Policy()
-    sub.check_keys({"max_message_bytes"})
-    raw = sub.get("max_message_bytes")
-    if raw is None:
-        return Policy()
-    size = parse_size(raw)
-    if size is None or not 1024 <= size <= 1024**3:
-        sub.fail(sub.key("max_message_bytes"), "a size between 1k and 1g", raw)
-    return Policy(max_message_bytes=size or DEFAULT_MAX_MESSAGE_BYTES)
+    sub.check_keys(
+        {
+            "max_message_bytes", "calls_per_minute", "tool_calls_per_minute", "max_concurrent_calls",
+            "max_argument_chars", "call_timeout", "approval_timeout", "server_requests", *POLICY_BOOLS,
+        }
+    )  # fmt: skip
+    safe = Policy()
+    size = safe.max_message_bytes
+    if (raw := sub.get("max_message_bytes")) is not None:
+        parsed = parse_size(raw)
+        if parsed is None or not 1024 <= parsed <= 1024**3:
+            sub.fail(sub.key("max_message_bytes"), "a size between 1k and 1g", raw)
+        size = parsed
+    flags: dict[str, bool] = {}
+    for key in POLICY_BOOLS:
+        value = sub.get(key)
+        if value is not None and not isinstance(value, bool):
+            sub.fail(sub.key(key), "true or false", value)
+        flags[key] = getattr(safe, key) if value is None else value
+    per_tool: list[tuple[str, int]] = []
+    if (tools_sub := sub.sub("tool_calls_per_minute")) is not None:
+        for tool in tools_sub.data:
+            per_tool.append((str(tool), int(_number(tools_sub, str(tool), 0, 1, 100_000, whole=True))))
+    return Policy(
+        max_message_bytes=size,
+        calls_per_minute=int(_number(sub, "calls_per_minute", safe.calls_per_minute, 1, 100_000, whole=True)),
+        tool_calls_per_minute=tuple(per_tool),
+        max_concurrent_calls=int(_number(sub, "max_concurrent_calls", safe.max_concurrent_calls, 1, 1024, whole=True)),
+        max_argument_chars=int(
+            _number(sub, "max_argument_chars", safe.max_argument_chars, 1, 64 * 1024 * 1024, whole=True)
+        ),
+        call_timeout=_number(sub, "call_timeout", safe.call_timeout, 1, 86_400, whole=False),
+        approval_timeout=_number(sub, "approval_timeout", safe.approval_timeout, 1, 3_600, whole=False),
+        server_requests=_server_requests(sub),
+        **flags,
+    )
+
+
+def _server_requests(reader: _Reader) -> ServerRequests:
+    sub = reader.sub("server_requests")
+    if sub is None:
+        return ServerRequests()
+    sub.check_keys(set(SERVER_REQUEST_KINDS))
+    modes: dict[str, Any] = {}
+    for kind in SERVER_REQUEST_KINDS:
+        value = sub.string(kind, default=getattr(ServerRequests(), kind))
+        if value not in ("allow", "deny", "approve"):
+            sub.fail(sub.key(kind), "allow, deny or approve", value)
+        modes[kind] = value
+    return ServerRequests(**modes)
 
 
 def _log(reader: _Reader) -> LogSettings:
@@ -484,6 +631,9 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
         seccomp=_seccomp(reader, base),
         user=_user(reader),
         build=_build(reader),
+        tools=_tools(reader),
+        prompts=_name_filter(reader, "prompts"),
+        mcp_resources=_name_filter(reader, "mcp_resources"),
         policy=_policy(reader),
         log=_log(reader),
     )

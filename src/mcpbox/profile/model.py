@@ -8,6 +8,7 @@ ones; anything a profile sets beyond them is a *loosening* that
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,108 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class NameFilter:
+    """Which names (or resource URIs) the client may see and use; entries are exact names or globs."""
+
+    allow: tuple[str, ...] | None = None  # None: everything not denied
+    deny: tuple[str, ...] = ()
+
+    def permits(self, name: str) -> bool:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.deny):
+            return False
+        return self.allow is None or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow)
+
+    @property
+    def restricts(self) -> bool:
+        return self.allow is not None or bool(self.deny)
+
+
+@dataclass(frozen=True)
+class ArgRule:
+    """Constraints on one argument's value; a list argument must satisfy them element by element."""
+
+    glob: tuple[str, ...] = ()  # any of these path globs (``**`` crosses ``/``); the path is normalised first
+    regex: str | None = None  # the whole value must match
+    enum: tuple[str | int | float | bool | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ToolRules:
+    """`tools.rules`: tool name or glob -> argument name -> constraint."""
+
+    tool: str
+    arguments: tuple[tuple[str, ArgRule], ...]
+
+
+@dataclass(frozen=True)
+class Tools(NameFilter):
+    approve: tuple[str, ...] = ()  # a person approves each call to these (names or globs)
+    rules: tuple[ToolRules, ...] = ()
+
+    def needs_approval(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.approve)
+
+    def rules_for(self, name: str) -> tuple[tuple[str, ArgRule], ...]:
+        found: list[tuple[str, ArgRule]] = []
+        for entry in self.rules:
+            if fnmatch.fnmatchcase(name, entry.tool):
+                found.extend(entry.arguments)
+        return tuple(found)
+
+
+ServerRequestMode = Literal["allow", "deny", "approve"]
+SERVER_REQUEST_KINDS = {
+    "sampling": "sampling/createMessage",
+    "elicitation": "elicitation/create",
+    "roots": "roots/list",
+}
+
+
+@dataclass(frozen=True)
+class ServerRequests:
+    """What happens to requests the server sends the client (`policy.server_requests`)."""
+
+    sampling: ServerRequestMode = "approve"  # the server spends the user's model and quota
+    elicitation: ServerRequestMode = "allow"  # the client shows it to a person anyway
+    roots: ServerRequestMode = "allow"
+
+    def mode(self, method: str) -> ServerRequestMode | None:
+        for kind, name in SERVER_REQUEST_KINDS.items():
+            if method == name:
+                mode: ServerRequestMode = getattr(self, kind)
+                return mode
+        return None
+
+
+DEFAULT_CALLS_PER_MINUTE = 120
+DEFAULT_MAX_CONCURRENT_CALLS = 16
+DEFAULT_MAX_ARGUMENT_CHARS = 100_000
+DEFAULT_CALL_TIMEOUT = 300.0
+DEFAULT_APPROVAL_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
 class Policy:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    pin_tools: bool = True  # trust on first use; a changed or new tool is withheld until `mcpbox pins accept`
+    block_suspicious: bool = True  # withhold tools whose definitions hide instructions, not only warn
+    strict_arguments: bool = True  # arguments the tool's schema does not declare are refused
+    max_argument_chars: int = DEFAULT_MAX_ARGUMENT_CHARS  # per string value in a call's arguments
+    sanitize_output: bool = True  # strip terminal escapes and invisible Unicode on the way to the client
+    redact_tokens: bool = True  # replace well-known credential formats on the way to the client
+    wrap_untrusted: bool = False  # put tool text inside delimited untrusted-content tags
+    calls_per_minute: int = DEFAULT_CALLS_PER_MINUTE  # all tools together
+    tool_calls_per_minute: tuple[tuple[str, int], ...] = ()  # tool name or glob -> its own limit
+    max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
+    call_timeout: float = DEFAULT_CALL_TIMEOUT  # seconds; then the client gets an error, the server a cancel
+    approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT  # seconds a call waits for a person, then it is denied
+    server_requests: ServerRequests = field(default_factory=ServerRequests)
+
+    def tool_limit(self, name: str) -> int | None:
+        for pattern, limit in self.tool_calls_per_minute:
+            if fnmatch.fnmatchcase(name, pattern):
+                return limit
+        return None
 
 
 @dataclass(frozen=True)
@@ -86,10 +187,13 @@ class Profile:
     seccomp: str = DEFAULT_SECCOMP  # a name in seccomp/ or an absolute path
     user: str = DEFAULT_USER
     build: Build | None = None
+    tools: Tools = field(default_factory=Tools)
+    prompts: NameFilter = field(default_factory=NameFilter)
+    mcp_resources: NameFilter = field(default_factory=NameFilter)  # by URI; `resources:` holds the limits
     policy: Policy = field(default_factory=Policy)
     log: LogSettings = field(default_factory=LogSettings)
 
-    def loosenings(self) -> list[str]:
+    def loosenings(self) -> list[str]:  # noqa: PLR0912 - one branch per key, flat on purpose
         """Every way this profile is less strict than the defaults, in words."""
         found: list[str] = []
         for mount in self.mounts:
@@ -112,4 +216,18 @@ class Profile:
                 f"policy.max_message_bytes {self.policy.max_message_bytes} is above the default "
                 f"{DEFAULT_MAX_MESSAGE_BYTES}"
             )
+        policy, safe = self.policy, Policy()
+        for key in ("pin_tools", "block_suspicious", "strict_arguments", "sanitize_output", "redact_tokens"):
+            if getattr(safe, key) and not getattr(policy, key):
+                found.append(f"policy.{key} is off")
+        if policy.max_argument_chars > safe.max_argument_chars:
+            found.append(f"policy.max_argument_chars {policy.max_argument_chars} is above the default")
+        if policy.calls_per_minute > safe.calls_per_minute:
+            found.append(f"policy.calls_per_minute {policy.calls_per_minute} is above the default")
+        if policy.max_concurrent_calls > safe.max_concurrent_calls:
+            found.append(f"policy.max_concurrent_calls {policy.max_concurrent_calls} is above the default")
+        for kind in SERVER_REQUEST_KINDS:
+            mode, default = getattr(policy.server_requests, kind), getattr(safe.server_requests, kind)
+            if mode != default and (mode == "allow" or default == "deny"):
+                found.append(f"policy.server_requests.{kind} is {mode} instead of {default}")
         return found

@@ -10,16 +10,25 @@ a JSON-RPC error instead of being left to hang.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mcpbox import jsonrpc
+from mcpbox._text import printable
 from mcpbox.errors import RPC_MESSAGE_TOO_LARGE, RPC_SERVER_EXITED
 from mcpbox.jsonrpc import Batch, Invalid, Kind, Message, RequestId
 from mcpbox.logs.writer import SessionLog
 from mcpbox.relay.framing import STDERR, STDOUT, DockerDemux, Frame, Line, LineFramer, Oversize
 from mcpbox.relay.stdio import End
 from mcpbox.secrets.mask import Masker
+
+if TYPE_CHECKING:
+    from mcpbox.policy.decision import Verdict
+    from mcpbox.policy.engine import Engine
 
 STDERR_LINE_LIMIT = 64 * 1024
 MAX_SERVER_PENDING = 4096
@@ -46,12 +55,15 @@ class Relay:
         self.max_bytes = max_bytes
         self.from_client: dict[RequestId, Pending] = {}  # client requests the server has not answered
         self.from_server: dict[RequestId, Pending] = {}  # server requests the client has not answered
+        self.own_requests: set[RequestId] = set()  # mcpbox's own requests to the server (policy's tools/list)
         self.server_writable = True
         self.counts = {C2S: 0, S2C: 0, "dropped": 0, "replies_dropped": 0}
         self._client_lines = LineFramer(max_bytes)
         self._server_lines = LineFramer(max_bytes)
         self._stderr_lines = LineFramer(STDERR_LINE_LIMIT)
         self._demux = DockerDemux()
+        self.policy: Engine | None = None  # set by the session: the engine needs this relay for its effects
+        self.schedule: Callable[[float, Callable[[], None]], Callable[[], None]] = _loop_timer
 
     # ---- bytes in -----------------------------------------------------------
 
@@ -94,6 +106,9 @@ class Relay:
             code = jsonrpc.PARSE_ERROR if parsed.reason.startswith("not valid") else jsonrpc.INVALID_REQUEST
             self._to_client(jsonrpc.error_response(parsed.id, code, f"mcpbox: {parsed.reason}"))
             return
+        if self.policy is not None:
+            self._judge(C2S, raw, parsed)
+            return
         _track(_messages(parsed), asked=self.from_client, answered=self.from_server)
         # The server holds its secrets already: only the log copy is masked.
         self._log_message(C2S, self._hide(C2S, raw, parsed), parsed)
@@ -123,15 +138,26 @@ class Relay:
                     )
                 )
             return
-        raw = self._hide(S2C, raw, parsed)
+        masked = self._hide(S2C, raw, parsed)
+        if masked is not raw and masked != raw:
+            # Policy and rewrites work on the decoded message: it must be the masked one.
+            reparsed = jsonrpc.parse(masked)
+            if isinstance(reparsed, Invalid):
+                self.log.text(S2C, masked, verdict="drop", reason="masking left no valid message")
+                return
+            parsed = reparsed
+        raw = masked
         messages = _messages(parsed)
         unsolicited = [
             m
             for m in messages
             if m.kind is Kind.RESPONSE
             # A null id is only for an error about a request the server could not read.
-            and (m.id not in self.from_client if m.id is not None else not m.is_error)
+            and (m.id not in self.from_client and m.id not in self.own_requests if m.id is not None else not m.is_error)
         ]
+        for m in messages:
+            if m.kind is Kind.RESPONSE and m.id in self.own_requests:
+                self.own_requests.discard(m.id)
         if unsolicited:
             # Only answers to requests the client actually made reach it; anything else could be forged.
             self._log_message(S2C, raw, parsed, verdict="drop", reason="response to no pending request")
@@ -145,9 +171,144 @@ class Relay:
             for request in requests:
                 self._reply_to_server(jsonrpc.error_response(request.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}"))
             return
+        if self.policy is not None:
+            self._judge(S2C, raw, parsed)
+            return
         _track(messages, asked=self.from_server, answered=self.from_client)
         self._log_message(S2C, raw, parsed)
         self._to_client(raw)
+
+    # ---- policy -------------------------------------------------------------
+
+    def _judge(self, direction: str, raw: bytes, parsed: Message | Batch) -> None:
+        """Every message through the policy chain; each verdict is logged with its rule."""
+        assert self.policy is not None  # noqa: S101 - only called when a policy is set
+        toward_server = direction == C2S
+        if isinstance(parsed, Message):
+            verdict = self.policy.from_client(parsed, raw) if toward_server else self.policy.from_server(parsed, raw)
+            if verdict.action == "forward":
+                self._pass(direction, raw, parsed)
+                return
+            self._log_message(
+                direction, self._hide(direction, raw, parsed) if toward_server else raw, parsed,
+                verdict=verdict.verdict, reason=verdict.reason, rule=verdict.rule,
+            )  # fmt: skip
+            self._apply(direction, verdict)
+            return
+        verdicts = [
+            self.policy.from_client(m) if toward_server else self.policy.from_server(m, None) for m in parsed.messages
+        ]
+        if all(v.action == "forward" for v in verdicts):
+            self._pass(direction, raw, parsed)
+            return
+        # A batch is judged element by element; what may pass goes on as one (smaller) batch.
+        passing: list[dict[str, Any]] = []
+        for message, verdict in zip(parsed.messages, verdicts, strict=True):
+            if verdict.action == "forward":
+                passing.append(message.obj)
+            elif verdict.action == "rewrite" and verdict.message is not None:
+                passing.append(verdict.message)
+            else:
+                self._apply(direction, verdict)
+        first = next(v for v in verdicts if v.action != "forward")
+        self._log_message(
+            direction, self._hide(direction, raw, parsed) if toward_server else raw, parsed,
+            verdict="rewrite", reason=first.reason, rule=first.rule,
+        )  # fmt: skip
+        if passing:
+            data = jsonrpc.encode_any(passing)
+            new = jsonrpc.parse(data)
+            if not isinstance(new, Invalid):
+                self._pass(direction, data, new, verdict="sent", rule=first.rule)
+
+    def _apply(self, direction: str, verdict: Verdict) -> None:
+        """Carry out a verdict other than forward (the original is logged already)."""
+        if verdict.message is None:
+            return  # hold, drop
+        data = jsonrpc.encode(verdict.message)
+        new = jsonrpc.parse(data)
+        if isinstance(new, Invalid):
+            return
+        if verdict.action == "rewrite":
+            self._pass(direction, data, new, verdict="sent", rule=verdict.rule)
+        elif verdict.action == "reply":
+            # The answer goes back where the message came from; it never reaches the other side.
+            back = S2C if direction == C2S else C2S
+            self._log_message(back, self._hide(back, data, new), new, verdict="mcpbox", rule=verdict.rule)
+            if direction == C2S:
+                self._to_client(data)
+            else:
+                self._reply_to_server(data)
+
+    def _pass(
+        self, direction: str, data: bytes, parsed: Message | Batch, *, verdict: str = "forward", rule: str | None = None
+    ) -> None:
+        if direction == C2S:
+            _track(_messages(parsed), asked=self.from_client, answered=self.from_server)
+            self._log_message(C2S, self._hide(C2S, data, parsed), parsed, verdict=verdict, rule=rule)
+            self._to_server(data)
+        else:
+            _track(_messages(parsed), asked=self.from_server, answered=self.from_client)
+            self._log_message(S2C, data, parsed, verdict=verdict, rule=rule)
+            self._to_client(data)
+
+    # Effects: what the policy engine does on its own (approvals, timeouts).
+
+    def release_to_server(self, message: dict[str, Any], raw: bytes | None, *, rule: str, reason: str) -> None:
+        self._released(C2S, message, raw, rule, reason)
+
+    def release_to_client(self, message: dict[str, Any], raw: bytes | None, *, rule: str, reason: str) -> None:
+        self._released(S2C, message, raw, rule, reason)
+
+    def _released(self, direction: str, message: dict[str, Any], raw: bytes | None, rule: str, reason: str) -> None:
+        # What a person approved goes on exactly as it was held: the bytes received, when there are some.
+        data = raw if raw is not None else jsonrpc.encode(message)
+        parsed = jsonrpc.parse(data)
+        if not isinstance(parsed, Invalid):
+            self.log.event("released", direction=direction, rule=rule, reason=self._mask_text(reason))
+            self._pass(direction, data, parsed, verdict="released", rule=rule)
+
+    def send_client(self, message: dict[str, Any], *, rule: str, reason: str) -> None:
+        data = jsonrpc.encode(message)
+        parsed = jsonrpc.parse(data)
+        if not isinstance(parsed, Invalid):
+            self._log_message(S2C, self._hide(S2C, data, parsed), parsed, verdict="mcpbox", rule=rule, reason=reason)
+            self._to_client(data)
+
+    def send_server(self, message: dict[str, Any], *, rule: str, reason: str) -> None:
+        data = jsonrpc.encode(message)
+        parsed = jsonrpc.parse(data)
+        if not isinstance(parsed, Invalid):
+            self._log_message(C2S, self._hide(C2S, data, parsed), parsed, verdict="mcpbox", rule=rule, reason=reason)
+            if isinstance(parsed, Message) and parsed.kind is Kind.REQUEST and parsed.id is not None:
+                self.own_requests.add(parsed.id)
+            self._reply_to_server(data)
+
+    def expire(self, ident: RequestId) -> bool:
+        return self.from_client.pop(ident, None) is not None
+
+    def call_later(self, delay: float, action: Callable[[], None]) -> Callable[[], None]:
+        return self.schedule(delay, action)
+
+    def warn(self, text: str) -> None:
+        line = printable(self._mask_text(text)).replace("\n", " ")
+        self.log.event("warning", text=line)
+        self.stderr.write(f"mcpbox: {line}\n".encode())
+
+    def event(self, name: str, **fields: Any) -> None:
+        self.log.event(name, **self.mask(fields))
+
+    def mask(self, value: Any) -> Any:
+        if self.masker is None:
+            return value
+        data = json.dumps(value, default=str).encode()
+        masked, found = self.masker.mask(data, value)
+        return json.loads(masked) if found else value
+
+    def _mask_text(self, text: str) -> str:
+        if self.masker is None:
+            return text
+        return self.masker.mask_text(text, set())
 
     def _stderr(self, frame: Frame) -> None:
         data = self._hide(
@@ -209,9 +370,14 @@ class Relay:
         *,
         verdict: str = "forward",
         reason: str | None = None,
+        rule: str | None = None,
     ) -> None:
+        if reason and self.masker is not None:
+            reason = self._mask_text(reason)
         if isinstance(parsed, Batch):
-            self.log.message(direction, raw, kind="batch", method=None, ident=None, verdict=verdict, reason=reason)
+            self.log.message(
+                direction, raw, kind="batch", method=None, ident=None, verdict=verdict, reason=reason, rule=rule
+            )
             return
         method, ident = parsed.method, parsed.id
         if self.masker is not None:
@@ -220,7 +386,14 @@ class Relay:
             method = self.masker.mask_text(method, found) if method is not None else None
             ident = self.masker.mask_text(ident, found) if isinstance(ident, str) else ident
         self.log.message(
-            direction, raw, kind=parsed.kind.value, method=method, ident=ident, verdict=verdict, reason=reason
+            direction,
+            raw,
+            kind=parsed.kind.value,
+            method=method,
+            ident=ident,
+            verdict=verdict,
+            reason=reason,
+            rule=rule,
         )
 
     def _to_client(self, data: bytes) -> None:
@@ -252,6 +425,8 @@ class Relay:
 
     def fail_pending(self, why: str, *, exit_code: int | None) -> int:
         """The server is gone: every request it still owed an answer gets an error. Returns how many."""
+        if self.policy is not None:
+            self.policy.close(why)  # calls held for approval are answered too
         pending = list(self.from_client.items())
         self.from_client.clear()
         for ident, entry in pending:
@@ -284,6 +459,10 @@ def _track(
             ident = params.get("requestId") if isinstance(params, dict) else None
             if isinstance(ident, str | int) and not isinstance(ident, bool):
                 asked.pop(ident, None)
+
+
+def _loop_timer(delay: float, action: Callable[[], None]) -> Callable[[], None]:
+    return asyncio.get_running_loop().call_later(delay, action).cancel
 
 
 def _messages(parsed: Message | Batch) -> tuple[Message, ...]:

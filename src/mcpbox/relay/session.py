@@ -13,6 +13,8 @@ import signal
 import socket
 
 from mcpbox.errors import MCPBoxError, SandboxError
+from mcpbox.policy.approvals import Desk
+from mcpbox.policy.engine import Engine
 from mcpbox.relay.pump import C2S, S2C, Relay
 from mcpbox.relay.stdio import End, connect_input, connect_output, connect_socket
 from mcpbox.sandbox.supervisor import Sandbox
@@ -41,6 +43,8 @@ async def relay_session(
         max_bytes=sandbox.profile.policy.max_message_bytes,
         masker=masker,
     )
+    desk = Desk(sandbox.session)
+    relay.policy = Engine(sandbox.profile, sandbox.session, relay, desk=desk)
     client.on_data, client.on_eof = relay.feed_client, relay.end_client
     server.on_data, server.on_eof = relay.feed_server, relay.end_server
     # Backpressure: a full container stdin pauses reading the client; a full stdout pauses the container.
@@ -81,6 +85,8 @@ async def relay_session(
         await _wait_or_stop(sandbox, server.eof)
         return 0, why
     finally:
+        relay.policy.close("the session ended")
+        await desk.close()
         log.event(
             "relayed",
             to_server=relay.counts[C2S],

@@ -1,0 +1,1 @@
+"""The policy chain between client and server: one module per rule, composed in :mod:`.engine`."""
