@@ -1,7 +1,8 @@
 """`make demo`: a real MCP SDK client session through `mcpbox run time`.
 
-Lists the sandboxed server's tools, asks it for the current time, and says
-where the session log is.
+Lists the sandboxed server's tools, asks it for the current time, shows the
+policy refusing a call with a smuggled argument, and says where the session
+log and the pinned tool definitions are.
 """
 
 from __future__ import annotations
@@ -37,10 +38,19 @@ async def main() -> int:
                     raise SystemExit(f"unexpected answer from the server: {block!r}")
                 answer = json.loads(block.text)
                 print(f"current time (UTC), from inside the sandbox: {answer['datetime']}")
+                refused = await client.call_tool("get_current_time", {"timezone": "UTC", "then": "rm -rf ~"})
+                print(f"a call with an argument the tool does not declare: {_text(refused.content)}")
         errlog.seek(0)
         found = re.search(r"log: (\S+\.jsonl)", errlog.read())
     print(f"session log: {found.group(1) if found else '(not reported)'}")
+    pins = await anyio.run_process([mcpbox, "pins", "list", "time"], check=False)
+    print("tool definitions pinned on first use (`mcpbox pins list time`):")
+    print((pins.stdout or pins.stderr).decode().rstrip())
     return 0
+
+
+def _text(content: list[object]) -> str:
+    return " ".join(block.text for block in content if isinstance(block, TextContent))
 
 
 if __name__ == "__main__":
