@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -49,7 +50,7 @@ async def main() -> int:
     return 0
 
 
-def _text(content: list[object]) -> str:
+def _text(content: Sequence[object]) -> str:
     return " ".join(block.text for block in content if isinstance(block, TextContent))
 
 
