@@ -90,7 +90,7 @@ class SessionLog:
             fields += ',"reason":' + _quote(reason)
         self._emit(fields, raw if self.full else None)
 
-    def text(self, direction: str, data: bytes, *, verdict: str, reason: str) -> None:
+    def text(self, direction: str, data: bytes, *, verdict: str, reason: str, rule: str | None = None) -> None:
         """Bytes that are not a JSON-RPC message: stderr lines, stdout noise, oversize prefixes.
 
         Bounded per session: a server printing without end must not fill the user's disk.
@@ -109,6 +109,8 @@ class SessionLog:
             "verdict": verdict,
             "reason": reason,
         }
+        if rule is not None:
+            head["rule"] = rule
         if self.full or direction == "stderr":
             head["text"] = data[:MAX_TEXT].decode("utf-8", "replace").rstrip("\r\n")
         self._write(head)

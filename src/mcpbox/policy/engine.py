@@ -34,6 +34,7 @@ from mcpbox.profile.model import Profile
 
 PROTOCOL_META = "io.modelcontextprotocol/protocolVersion"
 CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
+JUDGED_REQUESTS = {"tools/call", "prompts/get", "resources/read", "resources/subscribe"}
 LISTINGS = {"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 REMEMBERED = LISTINGS | {"initialize", "server/discover", "tools/call", "prompts/get", "resources/read"}
 MAX_SHOWN_ARGUMENTS = 2000
@@ -133,7 +134,7 @@ class Engine:
         if message.kind is Kind.REQUEST:
             text = f"mcpbox: {reason}. This is a bug in mcpbox; the session log has the details."
             return Verdict(
-                "reply", "policy-error", reason, rpc_error(message.id, jsonrpc.INTERNAL_ERROR, text, "error")
+                "reply", "policy-error", reason, rpc_error(message.id, jsonrpc.INTERNAL_ERROR, text, "policy-error")
             )
         if message.kind is Kind.RESPONSE and to_client and message.id is not None:
             # The client still waits for this answer: it gets an error instead of a hang.
@@ -176,9 +177,14 @@ class Engine:
         if message.kind is Kind.NOTIFICATION:
             if message.method == "notifications/cancelled":
                 return self._client_cancelled(obj.get("params"))
+            if message.method in JUDGED_REQUESTS:
+                # Without an id it would skip every check a request gets; a server may still act on it.
+                text = f"{message.method} sent as a notification (no id) is not forwarded"
+                return Verdict("drop", "protocol", text, label="block")
             return FORWARD
         method, ident, params = message.method or "", message.id, obj.get("params")
-        if ident is not None and (ident in self.held or ident in self.in_flight or ident in self.awaiting_list):
+        pending = (self.held, self.in_flight, self.awaiting_list, self.asked)
+        if ident is not None and any(ident in table for table in pending):
             text = f"mcpbox: request id {ident!r} is already in use by a pending request"
             return Verdict("reply", "protocol", text, rpc_error(ident, jsonrpc.INVALID_REQUEST, text, "protocol"))
         if method == "initialize" and isinstance(params, dict):
@@ -384,6 +390,10 @@ class Engine:
             return refuse("limits", limited)
 
         def release() -> None:
+            if self.limits.in_flight >= self.policy.max_concurrent_calls:
+                # Approved, but the server is as busy as the profile allows: the same limit as any call.
+                deny(f"approved, but {self.limits.in_flight} calls are already running (policy.max_concurrent_calls)")
+                return
             self.asked[ident] = ("tools/call", modern)
             self._start_call(ident, name)
             reason = f"a person approved the call to {name}"
@@ -562,6 +572,9 @@ class Engine:
         ident, method = message.id, message.method or ""
         if isinstance(ident, str) and ident.startswith("mcpbox-approval-"):
             text = "mcpbox: request ids starting with mcpbox-approval- are reserved"
+            return Verdict("reply", "protocol", text, rpc_error(ident, jsonrpc.INVALID_REQUEST, text, "protocol"))
+        if ident is not None and ident in self.held_requests:
+            text = f"mcpbox: request id {ident!r} is already in use by a request waiting for approval"
             return Verdict("reply", "protocol", text, rpc_error(ident, jsonrpc.INVALID_REQUEST, text, "protocol"))
         mode = self.policy.server_requests.mode(method)
         if mode == "deny":

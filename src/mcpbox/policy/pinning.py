@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mcpbox.errors import PinError
-from mcpbox.policy.suspicious import scan
 from mcpbox.policy.arguments import ArgumentChecker
 from mcpbox.policy.pins import Pending, Pin, PinFile, PinStore, digest
+from mcpbox.policy.suspicious import scan
 from mcpbox.profile.model import Profile
 
 

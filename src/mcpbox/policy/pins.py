@@ -96,7 +96,7 @@ class PinFile:
                 return Pending(raw["sha256"], raw.get("definition"), at, str(raw.get("reason", "changed")), findings)
             return Pin(raw["sha256"], raw.get("definition"), at)
 
-        tools, pending = data.get("tools") or {}, data.get("pending") or {}
+        tools, pending = data.get("tools", {}), data.get("pending", {})
         if not isinstance(tools, dict) or not isinstance(pending, dict):
             raise ValueError("tools and pending must be maps")  # noqa: TRY004 - as above
         instructions, pending_instructions = data.get("instructions"), data.get("pending_instructions")

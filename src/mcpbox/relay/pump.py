@@ -102,7 +102,9 @@ class Relay:
             return
         parsed = jsonrpc.parse(raw)
         if isinstance(parsed, Invalid):
-            self.log.text(C2S, self._hide(C2S, raw), verdict="reply", reason=f"invalid message: {parsed.reason}")
+            self.log.text(
+                C2S, self._hide(C2S, raw), verdict="reply", reason=f"invalid message: {parsed.reason}", rule="relay"
+            )
             code = jsonrpc.PARSE_ERROR if parsed.reason.startswith("not valid") else jsonrpc.INVALID_REQUEST
             self._to_client(jsonrpc.error_response(parsed.id, code, f"mcpbox: {parsed.reason}"))
             return
@@ -125,7 +127,13 @@ class Relay:
             return
         parsed = jsonrpc.parse(raw)
         if isinstance(parsed, Invalid):
-            self.log.text(S2C, self._hide(S2C, raw), verdict="drop", reason=f"not a JSON-RPC message: {parsed.reason}")
+            self.log.text(
+                S2C,
+                self._hide(S2C, raw),
+                verdict="drop",
+                reason=f"not a JSON-RPC message: {parsed.reason}",
+                rule="relay",
+            )
             self.counts["dropped"] += 1
             if parsed.id is not None and parsed.id in self.from_client:
                 # A broken answer to a real request: the client gets an error, not a hang.
@@ -143,7 +151,7 @@ class Relay:
             # Policy and rewrites work on the decoded message: it must be the masked one.
             reparsed = jsonrpc.parse(masked)
             if isinstance(reparsed, Invalid):
-                self.log.text(S2C, masked, verdict="drop", reason="masking left no valid message")
+                self.log.text(S2C, masked, verdict="drop", reason="masking left no valid message", rule="relay")
                 return
             parsed = reparsed
         raw = masked
@@ -160,14 +168,14 @@ class Relay:
                 self.own_requests.discard(m.id)
         if unsolicited:
             # Only answers to requests the client actually made reach it; anything else could be forged.
-            self._log_message(S2C, raw, parsed, verdict="drop", reason="response to no pending request")
+            self._log_message(S2C, raw, parsed, verdict="drop", reason="response to no pending request", rule="relay")
             self.counts["dropped"] += 1
             return
         requests = [m for m in messages if m.kind is Kind.REQUEST]
         if requests and len(self.from_server) + len(requests) > MAX_SERVER_PENDING:
             # A server flooding the client with requests it never lets finish would grow this map without end.
             reason = f"more than {MAX_SERVER_PENDING} server requests awaiting the client"
-            self._log_message(S2C, raw, parsed, verdict="reply", reason=reason)
+            self._log_message(S2C, raw, parsed, verdict="reply", reason=reason, rule="relay")
             for request in requests:
                 self._reply_to_server(jsonrpc.error_response(request.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}"))
             return
@@ -273,6 +281,8 @@ class Relay:
         parsed = jsonrpc.parse(data)
         if not isinstance(parsed, Invalid):
             self._log_message(S2C, self._hide(S2C, data, parsed), parsed, verdict="mcpbox", rule=rule, reason=reason)
+            if isinstance(parsed, Message) and parsed.kind is Kind.RESPONSE and parsed.id is not None:
+                self.from_client.pop(parsed.id, None)  # mcpbox answered it: nobody else may, fail_pending included
             self._to_client(data)
 
     def send_server(self, message: dict[str, Any], *, rule: str, reason: str) -> None:
@@ -324,7 +334,9 @@ class Relay:
         """A line over the cap was dropped unread; whoever awaits an answer gets an error."""
         ident, method = frame.request_id(), frame.method()
         reason = f"message of {frame.size} bytes exceeds policy.max_message_bytes ({self.max_bytes})"
-        self.log.text(direction, self._hide(direction, self._cut(frame.prefix[:512])), verdict="drop", reason=reason)
+        self.log.text(
+            direction, self._hide(direction, self._cut(frame.prefix[:512])), verdict="drop", reason=reason, rule="relay"
+        )
         self.counts["dropped"] += 1
         error = jsonrpc.error_response(
             ident,
