@@ -522,7 +522,7 @@ def test_a_new_tool_is_withheld_and_shown_once_accepted() -> None:
     pins = PinStore("t").load()
     assert pins is not None and pins.pending["write_file"].reason == "new"
     refused = h.client(call(5, "write_file", {"path": "/data/x", "content": "y"}))
-    assert "is new since the tools of profile t were pinned" in assert_refused_call(refused, 5, "pinning")
+    assert "is new since profile t was pinned" in assert_refused_call(refused, 5, "pinning")
     PinStore("t").accept()
     assert h.listed_names([ECHO, ADD, WRITE_FILE]) == ["echo", "add", "write_file"]
 

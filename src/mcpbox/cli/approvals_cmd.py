@@ -75,33 +75,24 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
     emit_table(["ID", "PROFILE", "SESSION", "TOOL", "SECONDS LEFT"], rows)
 
 
-def _find(ask_id: str) -> object:
+def _answer(ask_id: str, approve: bool) -> None:
     from mcpbox.errors import UsageError
     from mcpbox.policy import approvals
 
-    for ask in approvals.pending():
-        if ask.id == ask_id:
-            return ask
-    raise UsageError(f"no pending approval {ask_id}.", "Run `mcpbox approvals list` to see them.")
+    ask = next((ask for ask in approvals.pending() if ask.id == ask_id), None)
+    if ask is None:
+        raise UsageError(f"no pending approval {ask_id}.", "Run `mcpbox approvals list` to see them.")
+    approvals.decide(ask, approve)
+    typer.echo(f"{'approved' if approve else 'denied'} {ask_id}")
 
 
 @app.command("approve")
 def approve(ask_id: str = typer.Argument(..., help="The ID `mcpbox approvals list` shows.")) -> None:
     """Allow one pending call, once."""
-    from mcpbox.policy import approvals
-
-    ask = _find(ask_id)
-    assert isinstance(ask, approvals.Ask)  # noqa: S101
-    approvals.decide(ask, True)
-    typer.echo(f"approved {ask_id}")
+    _answer(ask_id, True)
 
 
 @app.command("deny")
 def deny(ask_id: str = typer.Argument(..., help="The ID `mcpbox approvals list` shows.")) -> None:
     """Refuse one pending call."""
-    from mcpbox.policy import approvals
-
-    ask = _find(ask_id)
-    assert isinstance(ask, approvals.Ask)  # noqa: S101
-    approvals.decide(ask, False)
-    typer.echo(f"denied {ask_id}")
+    _answer(ask_id, False)

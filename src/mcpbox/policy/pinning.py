@@ -87,53 +87,43 @@ class Pinning:
                 else "tools.allow"
             )
             return Judgement(False, rule, f"tool {name} is not allowed by profile {self.profile.name} ({rule})")
+        pin = pins.tools.get(name) if pins is not None else None
+        return self._judge(
+            definition, pin, pins, error, what=f"tool {name}'s definition", accept=f"{self.profile.name} {name}"
+        )
+
+    def judge_instructions(self, text: object, pins: PinFile | None, error: str | None) -> Judgement:
+        pin = pins.instructions if pins is not None else None
+        what = "the server's instructions"
+        return self._judge(text, pin, pins, error, what=what, accept=f"{self.profile.name} --instructions")
+
+    def _judge(
+        self, definition: object, pin: Pin | None, pins: PinFile | None, error: str | None, *, what: str, accept: str
+    ) -> Judgement:
+        """One definition against its pin and the suspicious-definition checks; the first that objects decides."""
         key = digest(definition)
         findings = self.findings(definition, key)
         suspect = bool(findings) and self.profile.policy.block_suspicious
-        suspect_reason = f"tool {name}'s definition looks like hidden instructions: {'; '.join(findings[:3])}"
+        suspect_reason = f"{what} looks like hidden instructions: {'; '.join(findings[:3])}"
         if self.store is None:
             if suspect:
                 return Judgement(False, "suspicious", suspect_reason, findings=findings)
             return Judgement(True, findings=findings)
         if error is not None:
             return Judgement(False, "pinning", error)
-        pin = pins.tools.get(name) if pins is not None else None
         if pin is not None and pin.digest == key:
             return Judgement(True, findings=findings)  # a person trusted exactly this
-        accept = f"review it with `mcpbox pins accept {self.profile.name} {name}`"
+        review = f"review it with `mcpbox pins accept {accept}`"
         if suspect:
-            return Judgement(
-                False, "suspicious", f"{suspect_reason}; {accept}", pending="suspicious", findings=findings
-            )
+            why = f"{suspect_reason}; {review}"
+            return Judgement(False, "suspicious", why, pending="suspicious", findings=findings)
         if pin is None and self._first_use(pins):
             return Judgement(True, pin=True, findings=findings)
         if pin is None:
-            why = f"tool {name} is new since the tools of profile {self.profile.name} were pinned; {accept}"
+            why = f"{what} is new since profile {self.profile.name} was pinned; {review}"
             return Judgement(False, "pinning", why, pending="new", findings=findings)
-        why = f"tool {name}'s definition changed since it was pinned; {accept}"
+        why = f"{what} changed since it was pinned; {review}"
         return Judgement(False, "pinning", why, pending="changed", findings=findings)
-
-    def judge_instructions(self, text: object, pins: PinFile | None, error: str | None) -> Judgement:
-        key = digest(text)
-        findings = self.findings(text, key)
-        suspect = bool(findings) and self.profile.policy.block_suspicious
-        suspect_reason = f"the server's instructions look like hidden instructions: {'; '.join(findings[:3])}"
-        if self.store is None:
-            return Judgement(not suspect, "suspicious" if suspect else None, suspect_reason if suspect else None)
-        if error is not None:
-            return Judgement(False, "pinning", error)
-        pin = pins.instructions if pins is not None else None
-        if pin is not None and pin.digest == key:
-            return Judgement(True, findings=findings)
-        accept = f"review them with `mcpbox pins accept {self.profile.name} --instructions`"
-        if suspect:
-            return Judgement(
-                False, "suspicious", f"{suspect_reason}; {accept}", pending="suspicious", findings=findings
-            )
-        if pin is None and self._first_use(pins):
-            return Judgement(True, pin=True, findings=findings)
-        why = f"the server's instructions changed since they were pinned; {accept}"
-        return Judgement(False, "pinning", why, pending="changed" if pin else "new", findings=findings)
 
     def record(
         self,

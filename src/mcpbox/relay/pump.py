@@ -277,22 +277,30 @@ class Relay:
             self._pass(direction, data, parsed, verdict="released", rule=rule)
 
     def send_client(self, message: dict[str, Any], *, rule: str, reason: str) -> None:
-        data = jsonrpc.encode(message)
-        parsed = jsonrpc.parse(data)
-        if not isinstance(parsed, Invalid):
-            self._log_message(S2C, self._hide(S2C, data, parsed), parsed, verdict="mcpbox", rule=rule, reason=reason)
-            if isinstance(parsed, Message) and parsed.kind is Kind.RESPONSE and parsed.id is not None:
+        parsed = self._own(S2C, message, rule, reason)
+        if parsed is not None:
+            if parsed.kind is Kind.RESPONSE and parsed.id is not None:
                 self.from_client.pop(parsed.id, None)  # mcpbox answered it: nobody else may, fail_pending included
-            self._to_client(data)
+            self._to_client(jsonrpc.encode(message))
 
     def send_server(self, message: dict[str, Any], *, rule: str, reason: str) -> None:
+        parsed = self._own(C2S, message, rule, reason)
+        if parsed is not None:
+            if parsed.kind is Kind.REQUEST and parsed.id is not None:
+                self.own_requests.add(parsed.id)
+            self._reply_to_server(jsonrpc.encode(message))
+
+    def _own(self, direction: str, message: dict[str, Any], rule: str, reason: str) -> Message | None:
+        """Log a message mcpbox itself sends; ``None`` if it is not one (a bug: nothing is sent)."""
         data = jsonrpc.encode(message)
         parsed = jsonrpc.parse(data)
-        if not isinstance(parsed, Invalid):
-            self._log_message(C2S, self._hide(C2S, data, parsed), parsed, verdict="mcpbox", rule=rule, reason=reason)
-            if isinstance(parsed, Message) and parsed.kind is Kind.REQUEST and parsed.id is not None:
-                self.own_requests.add(parsed.id)
-            self._reply_to_server(data)
+        if not isinstance(parsed, Message):
+            self.log.event("policy_error", error=f"mcpbox made an invalid message for {rule}")
+            return None
+        self._log_message(
+            direction, self._hide(direction, data, parsed), parsed, verdict="mcpbox", rule=rule, reason=reason
+        )
+        return parsed
 
     def expire(self, ident: RequestId) -> bool:
         return self.from_client.pop(ident, None) is not None
