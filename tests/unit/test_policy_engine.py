@@ -1277,12 +1277,6 @@ def test_escapes_invisible_text_and_tokens_are_cleaned_from_tool_results(modern:
         assert verdict.message["result"]["resultType"] == "complete"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output.py _Walk skips every key in SKIP_KEYS (id, method, uri, cursor, ...) at any depth and never "
-    "cleans dict keys, so escapes, invisible text and tokens inside a tool's structuredContent under such a key, "
-    "or in a key, reach the client; only the envelope's plumbing needs to round-trip",
-)
 @pytest.mark.parametrize(
     "structured",
     [
@@ -1828,7 +1822,7 @@ class Traffic:
         elif kind == "s_request":
             _, ident, method, params = step
             if not (isinstance(ident, str) and ident.startswith("mcpbox-")):
-                # Unique, as MCP requires (a server reusing a pending id is a known bug: see the xfail test).
+                # Unique, as MCP requires (a reused pending id is refused: see its own test).
                 self.server_requests += 1
                 ident = f"s{self.server_requests}-{ident}"
             self.server(request(ident, method, params if isinstance(params, dict) else {"v": params}))
