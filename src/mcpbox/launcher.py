@@ -102,7 +102,10 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
     except MCPBoxError as error:
         watchdog.release(cleaned_up=True)  # nothing was created
         return _refused(session, log, error, fds)
+    from mcpbox.policy import prewarm  # noqa: PLC0415
     from mcpbox.sandbox.supervisor import Sandbox  # noqa: PLC0415 - the docker SDK: ~100 ms
+
+    prewarm()  # after the guardian's fork: a thread must not be running when a process forks
 
     sandbox = Sandbox(profile, session, log, watchdog, resolved)
     try:

@@ -13,13 +13,15 @@ import contextlib
 import fnmatch
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpbox.errors import PinError
-from mcpbox.policy.arguments import ArgumentChecker
 from mcpbox.policy.pins import Pending, Pin, PinFile, PinStore, digest
 from mcpbox.policy.suspicious import scan
 from mcpbox.profile.model import Profile
+
+if TYPE_CHECKING:
+    from mcpbox.policy.arguments import ArgumentChecker
 
 
 @dataclass
@@ -36,6 +38,9 @@ class ToolView:
 
     def checker(self, profile: Profile) -> ArgumentChecker:
         if self._checker is None:
+            # jsonschema costs ~80 ms to import: paid at the first call (or by prewarm()), not at start-up.
+            from mcpbox.policy.arguments import ArgumentChecker  # noqa: PLC0415
+
             policy = profile.policy
             self._checker = ArgumentChecker(
                 self.definition.get("inputSchema"),
