@@ -9,13 +9,18 @@
 (b) round-trip latency of sequential `ping`s through `mcpbox run time` vs a
     direct Docker SDK attach with no relay;
 (c) mcpbox's own RSS during the ping run, and its guardian child's;
-(d) the same latency with a `log: {payloads: metadata}` profile.
+(d) the same latency with a `log: {payloads: metadata}` profile;
+(f) the policy chain's own cost per message, in-process (bench/policy_cost.py):
+    a real relay fed in memory, policy off vs on, no Docker.
+
+`mcpbox run` always attaches the policy engine, so the mcpbox rows of (b,d)
+include the whole chain; (f) shows how much of them it is.
 
 Prints a table and writes the figures as JSON. This is a benchmark, not a
 test: it asserts nothing about timings. Every container it causes is checked
 to be gone after use, and force-removed (and reported) if it is not.
 
-    .venv/bin/python bench/run.py [--quick] [--runs N] [--pings N] [--output PATH]
+    .venv/bin/python bench/run.py [--quick] [--runs N] [--pings N] [--policy-rounds N] [--output PATH]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import docker.utils
 import psutil
 import yaml
 
+import policy_cost  # bench/, beside this file: `python bench/run.py` puts it on sys.path
 from mcpbox import paths
 from mcpbox._version import __version__
 from mcpbox.profile import Profile, load_profile
@@ -955,10 +961,11 @@ def report(results: dict[str, Any]) -> str:
     out += phase_lines(start)
     add("")
     lat = results["latency"]
-    add(
+    out += [
         f"(b,d) round trip: sequential ping, {config['pings']} per target after {config['warmup']} warm-up, "
-        f"blocks of {PING_BLOCK} rotated"
-    )
+        f"blocks of {PING_BLOCK} rotated",
+        "    the mcpbox rows include the policy chain: `mcpbox run` always attaches the engine (see (f))",
+    ]
     add(f"    {'':44}{'p50':>9}{'p99':>9}{'mean':>9}{'p50 vs direct':>19}{'relay CPU':>11}")
     memory = results["memory"]
     for label, name in LATENCY_ROWS.items():
@@ -985,7 +992,7 @@ def report(results: dict[str, Any]) -> str:
     add("    each alone in a bare interpreter (ms):")
     add("      " + ", ".join(f"{m} {ms:.0f}" for m, ms in imports["alone_ms"].items()))
     add("")
-    add("targets")
+    out += [*policy_cost.lines(results["policy"]), "", "targets"]
     for target in results["targets"]:
         add(f"    {target['name']:44} {target['measured']:>14}   {verdict(target['met'])}")
     if results["retried"]:
@@ -1003,14 +1010,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (3 startups, 200 pings each)")
     parser.add_argument("--runs", type=int, help="startup runs per command (default 10)")
     parser.add_argument("--pings", type=int, help="measured pings per target (default 2000)")
+    parser.add_argument(
+        "--policy-rounds",
+        type=int,
+        help=f"policy-chain rounds per relay (default {policy_cost.ROUNDS}, quick {policy_cost.QUICK_ROUNDS})",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON results (default {DEFAULT_OUTPUT})")
     args = parser.parse_args(argv)
-    if (args.runs is not None and args.runs < 1) or (args.pings is not None and args.pings < 1):
-        parser.error("--runs and --pings must be at least 1")
+    if any(value is not None and value < 1 for value in (args.runs, args.pings, args.policy_rounds)):
+        parser.error("--runs, --pings and --policy-rounds must be at least 1")
     args.runs = args.runs or (3 if args.quick else 10)
     args.pings = args.pings or (200 if args.quick else 2000)
     args.warmup = 20 if args.quick else WARMUP_PINGS
     args.import_runs = 2 if args.quick else 5
+    args.policy_rounds = args.policy_rounds or (policy_cost.QUICK_ROUNDS if args.quick else policy_cost.ROUNDS)
+    args.policy_warmup = policy_cost.QUICK_WARMUP_ROUNDS if args.quick else policy_cost.WARMUP_ROUNDS
     return args
 
 
@@ -1096,6 +1110,12 @@ def secret_summary(
     }
 
 
+def run_policy_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """(f): the policy chain's own cost per message, in-process (bench/policy_cost.py)."""
+    print(f"bench: the policy chain in-process, {args.policy_rounds} rounds per relay ...", file=sys.stderr)
+    return policy_cost.run(args.policy_rounds, args.policy_warmup)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = load_profile(str(paths.builtin_profiles_dir() / f"{PROFILE}.yaml"))
@@ -1124,6 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pings": args.pings,
                 "warmup": args.warmup,
                 "ping_block": PING_BLOCK,
+                "policy_rounds": args.policy_rounds,
                 "quick": args.quick,
                 "image": ctx.image,
                 "command": ctx.command,
@@ -1155,6 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
             "run_ms": run_imports(ctx, args.import_runs),
             "alone_ms": {module: alone_imports(module, args.import_runs) for module in ALONE_IMPORTS},
         }
+        results["policy"] = run_policy_cost(args)
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["retried"] = failures
 
