@@ -133,13 +133,8 @@ def parse(line: bytes) -> Parsed:
     return classify(obj)
 
 
-def encode(obj: dict[str, Any]) -> bytes:
-    """One newline-terminated frame; compact, and ASCII-safe for any consumer."""
-    return _ENCODER.encode(obj).encode() + b"\n"
-
-
-def encode_any(obj: dict[str, Any] | list[dict[str, Any]]) -> bytes:
-    """A message or a batch as one frame."""
+def encode(obj: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """One newline-terminated frame (a message or a batch); compact, and ASCII-safe for any consumer."""
     return _ENCODER.encode(obj).encode() + b"\n"
 
 
@@ -153,3 +148,27 @@ def error_response(ident: RequestId | None, code: int, message: str, data: Any =
 def error_from(ident: RequestId | None, error: dict[str, Any]) -> bytes:
     """A response carrying a ready-made error object (e.g. ``MCPBoxError.rpc_error()``)."""
     return encode({"jsonrpc": "2.0", "id": ident, "error": error})
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+_STRICT_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_int=_parse_int, object_pairs_hook=_no_duplicates
+)
+
+
+def has_duplicate_keys(line: bytes) -> bool:
+    """Whether an object in ``line`` names a key twice. Python keeps the last value, other parsers the
+    first: what was checked and what a server acts on must not differ, so judged requests are refused."""
+    try:
+        _STRICT_DECODER.decode(line.decode("utf-8"))
+    except ValueError as exc:
+        return str(exc) == "duplicate key"
+    except RecursionError:
+        return False
+    return False

@@ -647,3 +647,17 @@ def test_random_traffic_through_the_relay_never_crosses_when_blocked(
         traffic.finish()
         traffic.relay.fail_pending("the session ended", exit_code=None)
         traffic.invariants(closed=True)
+
+
+def test_a_second_answer_to_one_request_in_a_batch_is_dropped(tmp_path: Path) -> None:
+    """A batch answering the client's tools/list twice: the second copy would skip the listing's filter."""
+    rig = Rig(tmp_path, {"tools": {"deny": ["write_file"]}})
+    rig.from_client({"jsonrpc": "2.0", "id": "l", "method": "tools/list", "params": {}})
+    answer = {"jsonrpc": "2.0", "id": "l", "result": {"tools": TOOLS}}
+    rig.relay.feed_server(frame(1, line_batch([answer, answer])))
+    assert b"write_file" not in bytes(rig.client.data)
+    assert_every_decision_names_its_rule(rig.records())
+
+
+def line_batch(items: list[dict[str, Any]]) -> bytes:
+    return json.dumps(items).encode() + b"\n"

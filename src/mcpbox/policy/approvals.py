@@ -128,7 +128,7 @@ class Desk:
     def __init__(self, session: str) -> None:
         self.session = session
         self.asks: dict[str, tuple[Ask, Decide]] = {}
-        self.path = socket_path(session)
+        self.path: Path | None = None  # resolved at the first ask: a session that never asks never needs it
         self._server: asyncio.AbstractServer | None = None
         self._opening: asyncio.Task[None] | None = None
 
@@ -136,11 +136,12 @@ class Desk:
         if self._server is not None:
             return
         directory = private_runtime_dir()
+        self.path = path = socket_path(self.session)
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_REQUEST_LINE)
-        self.path.chmod(0o600)
-        assert self.path.parent == directory  # noqa: S101 - socket_path() builds it there
+            path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_REQUEST_LINE)
+        path.chmod(0o600)
+        assert path.parent == directory  # noqa: S101 - socket_path() builds it there
 
     async def close(self) -> None:
         if self._opening is not None:
@@ -149,8 +150,9 @@ class Desk:
         if self._server is not None:
             self._server.close()
             self._server = None
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            if self.path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
         for ask_id in list(self.asks):
             self.settle(ask_id, False, "the session ended")
 

@@ -26,6 +26,7 @@ import referencing.exceptions
 from referencing.jsonschema import SchemaRegistry
 
 from mcpbox._text import printable
+from mcpbox.jsonrpc import HugeInt
 from mcpbox.profile.model import ArgRule
 
 MAX_DEPTH = 64  # far beyond any real tool's arguments; bounds the work (and recursion) one call can cause
@@ -107,8 +108,10 @@ class ArgumentChecker:
             or self._check_rules(arguments)
         )
 
-    def _check_sizes(self, value: object, path: Location, depth: int) -> str | None:
+    def _check_sizes(self, value: object, path: Location, depth: int) -> str | None:  # noqa: PLR0912 - a case per JSON type
         """Bounds every string (values and keys) and the nesting depth before anything else looks at them."""
+        if isinstance(value, HugeInt):  # a str subclass: the schema would take a 4000-digit number for a string
+            return f"argument {_where(path)} is a number of {len(value)} digits, too long to check"
         if isinstance(value, str):
             if len(value) > self.max_chars:
                 return (

@@ -38,6 +38,7 @@ JUDGED_REQUESTS = {"tools/call", "prompts/get", "resources/read", "resources/sub
 LISTINGS = {"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 REMEMBERED = LISTINGS | {"initialize", "server/discover", "tools/call", "prompts/get", "resources/read"}
 MAX_SHOWN_ARGUMENTS = 2000
+MAX_HELD = 64  # server messages waiting for a person at once: past it a server is flooding, not asking
 
 
 @dataclass
@@ -98,7 +99,9 @@ class Engine:
         self.pinning = Pinning(profile, pins if pins is not None else PinStore(profile.name))
         self.limits = Limits(profile.policy, clock)
         self.signer = StateSigner(session)
-        self.nonce = secrets.token_hex(8)  # in mcpbox's own ids and wrapper tags: a server cannot forge either
+        self.id_nonce = secrets.token_hex(8)  # in mcpbox's own ids (the server sees those of its tools/list)
+        self.tag_nonce = secrets.token_hex(8)  # in untrusted-content tags: never sent to the server
+        self.withheld_prompts: set[str] = set()  # removed from prompts/list: prompts/get of them is refused too
         self._ids = itertools.count(1)
         self.tools: dict[str, ToolView] = {}
         self.asked: dict[RequestId, tuple[str, bool]] = {}  # client request id -> (method, modern)
@@ -144,6 +147,17 @@ class Engine:
             return Verdict("rewrite", "policy-error", reason, error, label="block")
         return Verdict("drop", "policy-error", reason)
 
+    def _later(self, delay: float, action: Callable[[], None]) -> Callable[[], None]:
+        """A timer whose action fails closed like the rules: an error is logged, never raised into the loop."""
+
+        def guarded() -> None:
+            try:
+                action()
+            except Exception as exc:
+                self.fx.event("policy_error", error=f"{type(exc).__name__}: {exc}", method="(timer)")
+
+        return self.fx.call_later(delay, guarded)
+
     def close(self, why: str) -> None:
         """The session is ending: every held message is refused, every timer stopped."""
         for held in [*self.held.values(), *self.held_requests.values(), *self.held_results.values()]:
@@ -168,20 +182,14 @@ class Engine:
     def _from_client(self, message: Message, raw: bytes | None = None) -> Verdict:
         obj = message.obj
         if message.kind is Kind.RESPONSE:
-            if isinstance(message.id, str) and message.id.startswith(f"mcpbox-approval-{self.nonce}-"):
+            if isinstance(message.id, str) and message.id.startswith(f"mcpbox-approval-{self.id_nonce}-"):
                 # Answers to mcpbox's own questions are mcpbox's, even late ones: never the server's.
                 if message.id in self.own:
                     return self._own_answer(message.id, obj)
                 return Verdict("drop", "approvals", "a late answer to mcpbox's approval question")
             return FORWARD
         if message.kind is Kind.NOTIFICATION:
-            if message.method == "notifications/cancelled":
-                return self._client_cancelled(obj.get("params"))
-            if message.method in JUDGED_REQUESTS:
-                # Without an id it would skip every check a request gets; a server may still act on it.
-                text = f"{message.method} sent as a notification (no id) is not forwarded"
-                return Verdict("drop", "protocol", text, label="block")
-            return FORWARD
+            return self._client_notification(message)
         method, ident, params = message.method or "", message.id, obj.get("params")
         pending = (self.held, self.in_flight, self.awaiting_list, self.asked)
         if ident is not None and any(ident in table for table in pending):
@@ -191,6 +199,8 @@ class Engine:
             capabilities = params.get("capabilities")
             self.client_elicits = isinstance(capabilities, dict) and "elicitation" in capabilities
         verdict = FORWARD
+        if method == "tools/list" and not (isinstance(params, dict) and params.get("cursor")):
+            self.pinning.listing_started()
         if method == "tools/call":
             verdict = self._tool_call(message, raw)
         elif method == "prompts/get":
@@ -201,10 +211,19 @@ class Engine:
             self.asked[ident] = (method, is_modern(params))
         return verdict
 
+    def _client_notification(self, message: Message) -> Verdict:
+        if message.method == "notifications/cancelled":
+            return self._client_cancelled(message.obj.get("params"))
+        if message.method in JUDGED_REQUESTS:
+            # Without an id it would skip every check a request gets; a server may still act on it.
+            text = f"{message.method} sent as a notification (no id) is not forwarded"
+            return Verdict("drop", "protocol", text, label="block")
+        return FORWARD
+
     def _named(self, message: Message, key: str, permits: Callable[[str], bool], field: str) -> Verdict:
         params = message.obj.get("params")
         value = params.get(field) if isinstance(params, dict) else None
-        if isinstance(value, str) and permits(value):
+        if isinstance(value, str) and permits(value) and not (key == "prompts" and value in self.withheld_prompts):
             return FORWARD
         text = f"mcpbox: {field} {value!r} is not allowed by profile {self.profile.name} ({key}.allow/deny)"
         return Verdict("reply", key, text, rpc_error(message.id, RPC_POLICY_REFUSED, text, key), label="block")
@@ -219,6 +238,12 @@ class Engine:
             held.cancel_timer()
             self._withdraw(held)
             return Verdict("drop", "approvals", "the client withdrew a call that was waiting for approval")
+        if isinstance(ident, str | int) and ident in self.held_results:
+            held = self.held_results.pop(ident)
+            held.cancel_timer()
+            self._withdraw(held)
+        if isinstance(ident, str | int):
+            self.asked.pop(ident, None)
         if isinstance(ident, str | int) and ident in self.in_flight:
             self._finish_call(ident)
         return FORWARD
@@ -231,6 +256,9 @@ class Engine:
         name: str = params["name"]
         arguments = params.get("arguments", {})
         modern = is_modern(params)
+        if raw is not None and jsonrpc.has_duplicate_keys(raw):
+            text = "mcpbox: a tools/call naming a key twice is refused (a server could read the other value)"
+            return Verdict("reply", "protocol", text, rpc_error(ident, jsonrpc.INVALID_REQUEST, text, "protocol"))
 
         def refuse(rule: str, why: str) -> Verdict:
             text = f"mcpbox refused this call to {name} (rule {rule}): {why}."
@@ -270,7 +298,7 @@ class Engine:
         return Verdict("hold", "pinning", "the tool's definition is fetched from the server before the call is judged")
 
     def _list_tools(self, params: object, cursor: str | None) -> None:
-        own_id = f"mcpbox-list-{self.nonce}-{next(self._ids)}"
+        own_id = f"mcpbox-list-{self.id_nonce}-{next(self._ids)}"
         list_params: dict[str, Any] = {}
         meta = params.get("_meta") if isinstance(params, dict) else None
         if is_modern(params) and isinstance(meta, dict):
@@ -281,7 +309,7 @@ class Engine:
         def expire() -> None:
             self._listed(own_id, None)
 
-        self.own_lists[own_id] = self.fx.call_later(30.0, expire)
+        self.own_lists[own_id] = self._later(30.0, expire)
         request = {"jsonrpc": "2.0", "id": own_id, "method": "tools/list", "params": list_params}
         self.fx.send_server(request, rule="pinning", reason="fetching tool definitions to judge a call")
 
@@ -328,7 +356,7 @@ class Engine:
         if ident is None:
             return
         self.limits.in_flight += 1
-        cancel = self.fx.call_later(self.policy.call_timeout, lambda: self._timed_out(ident))
+        cancel = self._later(self.policy.call_timeout, lambda: self._timed_out(ident))
         self.in_flight[ident] = (name, cancel)
 
     def _finish_call(self, ident: RequestId) -> None:
@@ -432,13 +460,20 @@ class Engine:
         return Verdict("rewrite", "approvals", f"a person approved the call to {name} (input_required)", rewritten)
 
     def _question(self, action: str, tool: str | None, arguments: Any) -> str:
+        """What a person is asked: secrets masked, and cleaned like any output (a right-to-left override or
+        a hidden tag must not make a call look like another), whatever the profile's output settings."""
         shown = json.dumps(self.fx.mask(arguments), ensure_ascii=False, indent=1, default=str)
         if len(shown) > MAX_SHOWN_ARGUMENTS:
             shown = shown[:MAX_SHOWN_ARGUMENTS] + " ...(cut)"
-        return (
+        question = (
             f"mcpbox: the MCP server of profile {self.profile.name} wants to {action}"
             f"{' with these arguments' if tool else ''}:\n{shown}\nAllow it, once, exactly as shown?"
         )
+        return output.clean_text(question)[0]
+
+    def _shown(self, arguments: Any) -> Any:
+        """Arguments as the approval desk shows them: masked and cleaned."""
+        return output.clean(self.fx.mask(arguments))[0]
 
     def _hold(  # noqa: PLR0917 - both kinds of held message pass the same parts
         self,
@@ -464,10 +499,10 @@ class Engine:
                 self.fx.event("approval", id=ident, approved=False, how="timed out")
                 refuse(f"no person approved it within {timeout:g} s (policy.approval_timeout)")
 
-        held.cancel_timer = self.fx.call_later(timeout, expire)
+        held.cancel_timer = self._later(timeout, expire)
         table[ident] = held
         if self.client_elicits:
-            own_id = f"mcpbox-approval-{self.nonce}-{next(self._ids)}"
+            own_id = f"mcpbox-approval-{self.id_nonce}-{next(self._ids)}"
             held.own_id = own_id
             self.own[own_id] = ident
             self.own_held[own_id] = held
@@ -490,7 +525,7 @@ class Engine:
             profile=self.profile.name,
             what=question.splitlines()[0],
             tool=tool,
-            arguments=self.fx.mask(arguments),
+            arguments=self._shown(arguments),
             deadline=time.time() + timeout,
         )
         held.ask_id = ask.id
@@ -538,11 +573,12 @@ class Engine:
 
     # ---- server -> client ---------------------------------------------------
 
-    def _from_server(self, message: Message, raw: bytes | None) -> Verdict:
+    def _from_server(self, message: Message, raw: bytes | None) -> Verdict:  # noqa: PLR0912 - one dispatch table
         if message.kind is Kind.REQUEST:
             return self._server_request(message, raw)
         if message.kind is Kind.NOTIFICATION:
             if message.method == "notifications/tools/list_changed":
+                self.pinning.end_first_use()  # what the server adds from now on was not there at first use
                 self.fx.event("tools_changed", note="the client will list tools again; new definitions are judged")
             return self._clean(message, raw)
         ident = message.id
@@ -550,6 +586,11 @@ class Engine:
             return self._clean(message, raw)
         if isinstance(ident, str) and ident in self.own_lists:
             return self._listed(ident, message)
+        if isinstance(ident, str) and ident.startswith(f"mcpbox-list-{self.id_nonce}-"):
+            return Verdict("drop", "pinning", "a late answer to mcpbox's own tools/list (not for the client)")
+        if ident in self.held_results:
+            # The answer the client waits for is held for a person: a second one must not slip past it.
+            return Verdict("drop", "server_requests", "a second answer to a call whose answer waits for approval")
         method, modern = self.asked.pop(ident, ("", False))
         if ident in self.in_flight:
             self._finish_call(ident)
@@ -582,9 +623,13 @@ class Engine:
             error = rpc_error(ident, RPC_POLICY_REFUSED, text, "server_requests")
             return Verdict("reply", "server_requests", text, error, label="block")
         cleaned = self._clean(message, raw)
-        if mode != "approve" or ident is None:
+        if mode != "approve" or ident is None or cleaned.action not in ("forward", "rewrite"):
             return cleaned
         to_send = cleaned.message if cleaned.action == "rewrite" and cleaned.message else message.obj
+        if len(self.held_requests) + len(self.held_results) >= MAX_HELD:
+            text = f"mcpbox: more than {MAX_HELD} server requests are waiting for approval; {method} is refused"
+            error = rpc_error(ident, RPC_POLICY_REFUSED, text, "server_requests")
+            return Verdict("reply", "server_requests", text, error, label="block")
 
         def release() -> None:
             self.fx.release_to_client(to_send, None, rule="server_requests", reason=f"a person approved {method}")
@@ -594,7 +639,7 @@ class Engine:
             error = rpc_error(ident, RPC_POLICY_REFUSED, text, "server_requests")
             self.fx.send_server(error, rule="server_requests", reason=why)
 
-        params = message.obj.get("params")
+        params = to_send.get("params")
         question = self._question(f"send {method}", method, params)
         self._hold(ident, to_send, question, None, params, release, refuse, table=self.held_requests)
         return Verdict("hold", "server_requests", f"{method} needs a person's approval (policy.server_requests)")
@@ -611,12 +656,17 @@ class Engine:
         modes = {method: self.policy.server_requests.mode(method) for method in methods}
         denied = [method for method, mode in modes.items() if mode == "deny"]
         cleaned = self._clean(message, None)
+        if cleaned.action not in ("forward", "rewrite"):
+            return cleaned
         to_send = cleaned.message if cleaned.action == "rewrite" and cleaned.message else message.obj
         if denied:
             text = f"mcpbox: the server asked for {', '.join(denied)}, which profile {self.profile.name} denies"
             return Verdict("rewrite", "server_requests", text, tool_error(ident, text, modern=modern), label="block")
         if "approve" not in modes.values() or ident is None:
             return cleaned
+        if len(self.held_requests) + len(self.held_results) >= MAX_HELD:
+            text = f"mcpbox: more than {MAX_HELD} server requests are waiting for approval"
+            return Verdict("rewrite", "server_requests", text, tool_error(ident, text, modern=modern), label="block")
 
         def release() -> None:
             reason = "a person approved the server's requests"
@@ -626,7 +676,8 @@ class Engine:
             text = f"mcpbox: the server's requests ({', '.join(methods)}) were refused: {why}"
             self.fx.send_client(tool_error(ident, text, modern=modern), rule="server_requests", reason=why)
 
-        question = self._question(f"ask the client for {', '.join(methods)}", None, requests)
+        shown = to_send.get("result", {}).get("inputRequests") if isinstance(to_send.get("result"), dict) else None
+        question = self._question(f"ask the client for {', '.join(methods)}", None, shown)
         self._hold(ident, to_send, question, None, requests, release, refuse, table=self.held_results)
         return Verdict("hold", "server_requests", f"{', '.join(methods)} need a person's approval")
 
@@ -723,6 +774,7 @@ class Engine:
             findings = self.pinning.findings(item, digest(item)) if block else ()
             if findings:
                 dropped.append(f"{value!r} (suspicious: {findings[0]})")
+                self.withheld_prompts.add(value)
                 continue
             kept.append(item)
         if not dropped:
@@ -754,6 +806,9 @@ class Engine:
                 if message.kind is Kind.RESPONSE and message.id is not None:
                     error = rpc_error(message.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}", "output")
                     return Verdict("rewrite", "output", reason, error, label="block")
+                if message.kind is Kind.REQUEST:  # the server waits for an answer: it gets an error, not silence
+                    error = rpc_error(message.id, jsonrpc.INTERNAL_ERROR, f"mcpbox: {reason}", "output")
+                    return Verdict("reply", "output", reason, error, label="block")
                 return Verdict("drop", "output", reason)
             assert isinstance(cleaned, dict)  # noqa: S101 - clean() keeps the type of what it is given
             obj = cleaned
@@ -772,7 +827,7 @@ class Engine:
             return obj
         wrapped = [
             {**item, "text": output.wrap_untrusted(item["text"], source=f"an MCP tool of profile {self.profile.name}",
-                                                  nonce=self.nonce)}
+                                                  nonce=self.tag_nonce)}
             if isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str)
             else item
             for item in content

@@ -66,8 +66,25 @@ class Pinning:
         self.profile = profile
         self.store = store if profile.policy.pin_tools else None
         self.first_use: bool | None = None  # decided once per session, at the first definition seen
+        self.listings = 0  # first pages of tools/list the client asked for
         self._scans: dict[str, tuple[str, ...]] = {}
         self.warned: set[str] = set()  # digests already reported, so a re-list does not repeat a warning
+
+    def listing_started(self) -> None:
+        """A client asks for the first page of tools: a second such listing ends first use, so a
+        server that never completes a listing cannot keep trust-on-first-use open."""
+        self.listings += 1
+        if self.listings > 1:
+            self.end_first_use()
+
+    def end_first_use(self) -> None:
+        """From now on a tool without a pin is new, and withheld (list_changed, a second listing)."""
+        if not self.first_use:
+            return  # not started (nothing was trusted yet) or already over
+        self.first_use = False
+        if self.store is not None:
+            with contextlib.suppress(OSError, PinError):
+                self.store.update(lambda pins: None if pins.tools_pinned else replace(pins, tools_pinned=True))
 
     def pins(self) -> PinFile | None:
         """The pin file; raises PinError when it exists but cannot be trusted."""

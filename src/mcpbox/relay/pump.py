@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mcpbox import jsonrpc
-from mcpbox._text import printable
+from mcpbox._text import visible
 from mcpbox.errors import RPC_MESSAGE_TOO_LARGE, RPC_SERVER_EXITED
 from mcpbox.jsonrpc import Batch, Invalid, Kind, Message, RequestId
 from mcpbox.logs.writer import SessionLog
@@ -156,13 +156,7 @@ class Relay:
             parsed = reparsed
         raw = masked
         messages = _messages(parsed)
-        unsolicited = [
-            m
-            for m in messages
-            if m.kind is Kind.RESPONSE
-            # A null id is only for an error about a request the server could not read.
-            and (m.id not in self.from_client and m.id not in self.own_requests if m.id is not None else not m.is_error)
-        ]
+        unsolicited = self._unsolicited(messages)
         for m in messages:
             if m.kind is Kind.RESPONSE and m.id in self.own_requests:
                 self.own_requests.discard(m.id)
@@ -224,7 +218,7 @@ class Relay:
             verdict="rewrite", reason=first.reason, rule=first.rule,
         )  # fmt: skip
         if passing:
-            data = jsonrpc.encode_any(passing)
+            data = jsonrpc.encode(passing)
             new = jsonrpc.parse(data)
             if not isinstance(new, Invalid):
                 self._pass(direction, data, new, verdict="sent", rule=first.rule)
@@ -309,7 +303,7 @@ class Relay:
         return self.schedule(delay, action)
 
     def warn(self, text: str) -> None:
-        line = printable(self._mask_text(text)).replace("\n", " ")
+        line = visible(self._mask_text(text)).replace("\n", " ")  # bidi and tag characters too, not only C0/C1
         self.log.event("warning", text=line)
         self.stderr.write(f"mcpbox: {line}\n".encode())
 
@@ -327,6 +321,22 @@ class Relay:
         if self.masker is None:
             return text
         return self.masker.mask_text(text, set())
+
+    def _unsolicited(self, messages: tuple[Message, ...]) -> list[Message]:
+        """Responses to no request the client (or mcpbox) made, or a second answer to one in a batch."""
+        answered: set[RequestId] = set()
+        found = []
+        for m in messages:
+            if m.kind is not Kind.RESPONSE:
+                continue
+            if m.id is None:
+                if not m.is_error:  # a null id is only for an error about a request the server could not read
+                    found.append(m)
+            elif (m.id not in self.from_client and m.id not in self.own_requests) or m.id in answered:
+                found.append(m)
+            else:
+                answered.add(m.id)
+        return found
 
     def _stderr(self, frame: Frame) -> None:
         data = self._hide(
