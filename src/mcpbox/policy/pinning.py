@@ -20,6 +20,9 @@ from mcpbox.policy.pins import Pending, Pin, PinFile, PinStore, digest
 from mcpbox.policy.suspicious import scan
 from mcpbox.profile.model import Profile
 
+MAX_SCANS = 4096  # cached findings, by definition digest
+MAX_PENDING = 256  # pending definitions kept in a pin file
+
 if TYPE_CHECKING:
     from mcpbox.policy.arguments import ArgumentChecker
 
@@ -92,6 +95,8 @@ class Pinning:
 
     def findings(self, definition: object, key: str) -> tuple[str, ...]:
         if key not in self._scans:
+            if len(self._scans) >= MAX_SCANS:  # a server inventing definitions must not grow this without end
+                self._scans.clear()
             self._scans[key] = tuple(str(f) for f in scan(definition))
         return self._scans[key]
 
@@ -174,6 +179,8 @@ class Pinning:
                 elif judgement.pending and (name not in pending or pending[name].digest != key):
                     pending[name] = Pending(key, definition, now, judgement.pending, judgement.findings)
                     changed = True
+            if len(pending) > MAX_PENDING:  # keep the newest: a server inventing tools must not fill the file
+                pending = dict(sorted(pending.items(), key=lambda item: item[1].at)[-MAX_PENDING:])
             result = replace(pins, tools=new_tools, pending=pending)
             if instructions is not None:
                 text, judgement = instructions

@@ -228,7 +228,7 @@ class Relay:
         if verdict.message is None:
             return  # hold, drop
         data = jsonrpc.encode(verdict.message)
-        new = jsonrpc.parse(data)
+        new = jsonrpc.classify(verdict.message)  # the decoded form is in hand: no second parse
         if isinstance(new, Invalid):
             return
         if verdict.action == "rewrite":
@@ -265,7 +265,7 @@ class Relay:
     def _released(self, direction: str, message: dict[str, Any], raw: bytes | None, rule: str, reason: str) -> None:
         # What a person approved goes on exactly as it was held: the bytes received, when there are some.
         data = raw if raw is not None else jsonrpc.encode(message)
-        parsed = jsonrpc.parse(data)
+        parsed = jsonrpc.classify(message)
         if not isinstance(parsed, Invalid):
             self.log.event("released", direction=direction, rule=rule, reason=self._mask_text(reason))
             self._pass(direction, data, parsed, verdict="released", rule=rule)
@@ -287,7 +287,7 @@ class Relay:
     def _own(self, direction: str, message: dict[str, Any], rule: str, reason: str) -> Message | None:
         """Log a message mcpbox itself sends; ``None`` if it is not one (a bug: nothing is sent)."""
         data = jsonrpc.encode(message)
-        parsed = jsonrpc.parse(data)
+        parsed = jsonrpc.classify(message)
         if not isinstance(parsed, Message):
             self.log.event("policy_error", error=f"mcpbox made an invalid message for {rule}")
             return None
