@@ -31,29 +31,10 @@ from mcpbox.policy.engine import CAPABILITIES_META, PROTOCOL_META, Engine
 from mcpbox.policy.pins import PinStore
 from mcpbox.profile.load import parse_profile
 from mcpbox.relay.pump import Relay
-from tests.unit.test_policy_engine import PROPERTY_PROFILE, Sent, Traffic, opening, steps
+from tests.unit.test_policy_engine import ECHO, PROPERTY_PROFILE, SEND_EMAIL, WRITE_FILE, Sent, Traffic, opening, steps
 from tests.unit.test_policy_engine import Clock as EngineClock
 from tests.unit.test_policy_engine import Timer as EngineTimer
 
-ECHO: dict[str, Any] = {
-    "name": "echo",
-    "description": "Return the text unchanged.",
-    "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
-}
-WRITE_FILE: dict[str, Any] = {
-    "name": "write_file",
-    "description": "Write a file.",
-    "inputSchema": {
-        "type": "object",
-        "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-        "required": ["path", "content"],
-    },
-}
-SEND_EMAIL: dict[str, Any] = {
-    "name": "send_email",
-    "description": "Send an email.",
-    "inputSchema": {"type": "object", "properties": {"to": {"type": "string"}, "body": {"type": "string"}}},
-}
 TOOLS = [ECHO, WRITE_FILE, SEND_EMAIL]
 ANSI = "\x1b[31mred\x1b[0m \x1b]0;title\x07"
 GITHUB_TOKEN = "ghp_EXAMPLE0123456789abcdefghijklmnopqrs"  # noqa: S105 - a documented fake
