@@ -7,6 +7,7 @@ the other side already saw, and the write itself costs one system call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -18,6 +19,7 @@ from mcpbox import paths
 from mcpbox.errors import MCPBoxError
 
 DIRECTIONS = ("c2s", "s2c", "stderr", "event")
+GENESIS = "0" * 64  # the "prev" of a log's first record
 MAX_TEXT = 16 * 1024  # non-JSON output is logged, but not without bound
 MAX_TEXT_TOTAL = 64 * 1024 * 1024  # per session, for stderr and other non-message output
 # Made once: json.dumps() with options builds a new encoder per call, and this runs for every message.
@@ -35,6 +37,7 @@ class SessionLog:
         self.seq = 0
         self.text_bytes = 0
         self.text_suppressed = 0
+        self._prev = GENESIS
         # The relay writes from the event loop; gc and teardown may write from other threads.
         self._lock = threading.Lock()
         try:
@@ -58,12 +61,15 @@ class SessionLog:
         """Append one record: ``fields`` is the inside of a JSON object (``"k":v,...``)."""
         with self._lock:
             self.seq += 1
-            line = f'{{"seq":{self.seq},"t":{time.time():.6f},{fields}'.encode()
+            # "prev" chains each record to the exact bytes of the one before: an edited, removed,
+            # inserted or moved record breaks the chain at the next one (`mcpbox logs verify`).
+            line = f'{{"seq":{self.seq},"t":{time.time():.6f},"prev":"{self._prev}",{fields}'.encode()
             # A message is already valid JSON: its bytes are spliced in rather than re-encoded.
             line += b"}\n" if raw_json is None else b',"msg":' + raw_json.strip() + b"}\n"
             data = memoryview(line)
             while data:  # a regular file takes it all at once; the loop is for a full disk's partial write
                 data = data[os.write(self._fd, data) :]
+            self._prev = hashlib.sha256(line).hexdigest()
 
     def message(
         self,
