@@ -44,6 +44,11 @@ async def main() -> int:
         errlog.seek(0)
         found = re.search(r"log: (\S+\.jsonl)", errlog.read())
     print(f"session log: {found.group(1) if found else '(not reported)'}")
+    if found:
+        checked = await anyio.run_process([mcpbox, "logs", "verify", found.group(1), "--json"], check=False)
+        (report,) = json.loads(checked.stdout)["logs"]
+        state = "intact" if report["ok"] else f"ALTERED: {report['problem']}"
+        print(f"`mcpbox logs verify`: hash chain {state} ({report['records']} records)")
     pins = await anyio.run_process([mcpbox, "pins", "list", "time"], check=False)
     print("tool definitions pinned on first use (`mcpbox pins list time`):")
     print((pins.stdout or pins.stderr).decode().rstrip())
