@@ -138,11 +138,16 @@ def encode(obj: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     return _ENCODER.encode(obj).encode() + b"\n"
 
 
-def error_response(ident: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
+def error_message(ident: RequestId | None, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """An error response, decoded: for code that judges or rewrites messages before encoding them."""
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         error["data"] = data
-    return encode({"jsonrpc": "2.0", "id": ident, "error": error})
+    return {"jsonrpc": "2.0", "id": ident, "error": error}
+
+
+def error_response(ident: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
+    return encode(error_message(ident, code, message, data))
 
 
 def error_from(ident: RequestId | None, error: dict[str, Any]) -> bytes:

@@ -131,6 +131,12 @@ class Rig:
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.log_path.read_bytes().split(b"\n") if raw]
 
+    def initialize(self, *, elicitation: bool) -> None:
+        capabilities: dict[str, Any] = {"elicitation": {}} if elicitation else {}
+        params = {"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {}}
+        self.from_client({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params})
+        self.from_server({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+
     def list_tools(self, tools: list[dict[str, Any]], ident: str = "list") -> bytes:
         self.from_client({"jsonrpc": "2.0", "id": ident, "method": "tools/list", "params": {}})
         return self.from_server({"jsonrpc": "2.0", "id": ident, "result": {"tools": tools}})
@@ -230,11 +236,7 @@ def test_a_denied_server_request_is_answered_to_the_server_only(tmp_path: Path) 
 
 def test_a_handshake_approval_releases_the_held_call_and_hides_the_question(tmp_path: Path) -> None:
     rig = Rig(tmp_path, {"tools": {"approve": ["send_*"]}})
-    rig.from_client(
-        {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-         "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {}}}
-    )  # fmt: skip
-    rig.from_server({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+    rig.initialize(elicitation=True)
     rig.list_tools(TOOLS)
     held = call(9, "send_email", {"to": "boss@example.com", "body": "I quit"})
     sent = rig.from_client(held)
@@ -257,11 +259,7 @@ def test_a_handshake_approval_releases_the_held_call_and_hides_the_question(tmp_
 
 def test_a_late_answer_to_mcpboxs_question_never_reaches_the_server(tmp_path: Path) -> None:
     rig = Rig(tmp_path, {"tools": {"approve": ["send_*"]}})
-    rig.from_client(
-        {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-         "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {}}}
-    )  # fmt: skip
-    rig.from_server({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25", "capabilities": {}}})
+    rig.initialize(elicitation=True)
     rig.list_tools(TOOLS)
     rig.from_client(call(9, "send_email", {"to": "boss@example.com", "body": "I quit"}))
     question = rig.client.messages()[-1]
@@ -612,8 +610,7 @@ class RelayTraffic(Traffic):
             assert other[direction].count(data) == times, (direction, data)
         for record in [json.loads(raw) for raw in self.log_path.read_bytes().split(b"\n") if raw]:
             if record["dir"] in ("c2s", "s2c") and record.get("verdict", "forward") != "forward":
-                # (The relay's own drop of an unsolicited response has no rule yet: see the xfail test above.)
-                assert record.get("rule") or record.get("reason") == "response to no pending request", record
+                assert record.get("rule"), record  # the relay's own drops name rule "relay"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -72,11 +72,7 @@ def _tool_name(message: Message) -> object:
 
 
 def rpc_error(ident: RequestId | None, code: int, text: str, rule: str) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": ident,
-        "error": {"code": code, "message": text, "data": {"mcpbox": {"rule": rule}}},
-    }
+    return jsonrpc.error_message(ident, code, text, {"mcpbox": {"rule": rule}})
 
 
 class Engine:
@@ -705,7 +701,8 @@ class Engine:
             judgement = self.pinning.judge_tool(name, tool, pins, error)
             judged.append((name, tool, judgement))
             previous = self.tools.get(name)
-            view = ToolView(name, tool, digest(tool), judgement.visible, judgement.rule, judgement.reason)
+            key = judgement.digest or digest(tool)
+            view = ToolView(name, tool, key, judgement.visible, judgement.rule, judgement.reason)
             if previous is not None and previous.digest == view.digest:
                 view._checker = previous._checker
             self.tools[name] = view

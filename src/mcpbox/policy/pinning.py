@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ class Judgement:
     pin: bool = False  # trust it now (first use)
     pending: str | None = None  # record it as pending: changed | new | suspicious
     findings: tuple[str, ...] = ()
+    digest: str = ""  # of the definition judged ("" when it was refused by name before being read)
 
 
 class Pinning:
@@ -130,27 +132,28 @@ class Pinning:
         """One definition against its pin and the suspicious-definition checks; the first that objects decides."""
         key = digest(definition)
         findings = self.findings(definition, key)
+        judged = functools.partial(Judgement, digest=key)  # the listing and the record reuse the hash
         suspect = bool(findings) and self.profile.policy.block_suspicious
         suspect_reason = f"{what} looks like hidden instructions: {'; '.join(findings[:3])}"
         if self.store is None:
             if suspect:
-                return Judgement(False, "suspicious", suspect_reason, findings=findings)
-            return Judgement(True, findings=findings)
+                return judged(False, "suspicious", suspect_reason, findings=findings)
+            return judged(True, findings=findings)
         if error is not None:
-            return Judgement(False, "pinning", error)
+            return judged(False, "pinning", error)
         if pin is not None and pin.digest == key:
-            return Judgement(True, findings=findings)  # a person trusted exactly this
+            return judged(True, findings=findings)  # a person trusted exactly this
         review = f"review it with `mcpbox pins accept {accept}`"
         if suspect:
             why = f"{suspect_reason}; {review}"
-            return Judgement(False, "suspicious", why, pending="suspicious", findings=findings)
+            return judged(False, "suspicious", why, pending="suspicious", findings=findings)
         if pin is None and self._first_use(pins):
-            return Judgement(True, pin=True, findings=findings)
+            return judged(True, pin=True, findings=findings)
         if pin is None:
             why = f"{what} is new since profile {self.profile.name} was pinned; {review}"
-            return Judgement(False, "pinning", why, pending="new", findings=findings)
+            return judged(False, "pinning", why, pending="new", findings=findings)
         why = f"{what} changed since it was pinned; {review}"
-        return Judgement(False, "pinning", why, pending="changed", findings=findings)
+        return judged(False, "pinning", why, pending="changed", findings=findings)
 
     def record(
         self,
@@ -172,7 +175,7 @@ class Pinning:
             new_tools, pending = dict(pins.tools), dict(pins.pending)
             changed = False
             for name, definition, judgement in work:
-                key = digest(definition)
+                key = judgement.digest or digest(definition)
                 if judgement.pin and name not in new_tools:
                     new_tools[name] = Pin(key, definition, now)
                     changed = True
@@ -184,7 +187,7 @@ class Pinning:
             result = replace(pins, tools=new_tools, pending=pending)
             if instructions is not None:
                 text, judgement = instructions
-                key = digest(text)
+                key = judgement.digest or digest(text)
                 if judgement.pin and pins.instructions is None:
                     result = replace(result, instructions=Pin(key, text, now))
                     changed = True

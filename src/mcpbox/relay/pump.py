@@ -243,15 +243,22 @@ class Relay:
                 self._reply_to_server(data)
 
     def _pass(
-        self, direction: str, data: bytes, parsed: Message | Batch, *, verdict: str = "forward", rule: str | None = None
+        self,
+        direction: str,
+        data: bytes,
+        parsed: Message | Batch,
+        *,
+        verdict: str = "forward",
+        rule: str | None = None,
+        reason: str | None = None,
     ) -> None:
         if direction == C2S:
             _track(_messages(parsed), asked=self.from_client, answered=self.from_server)
-            self._log_message(C2S, self._hide(C2S, data, parsed), parsed, verdict=verdict, rule=rule)
+            self._log_message(C2S, self._hide(C2S, data, parsed), parsed, verdict=verdict, rule=rule, reason=reason)
             self._to_server(data)
         else:
             _track(_messages(parsed), asked=self.from_server, answered=self.from_client)
-            self._log_message(S2C, data, parsed, verdict=verdict, rule=rule)
+            self._log_message(S2C, data, parsed, verdict=verdict, rule=rule, reason=reason)
             self._to_client(data)
 
     # Effects: what the policy engine does on its own (approvals, timeouts).
@@ -267,8 +274,7 @@ class Relay:
         data = raw if raw is not None else jsonrpc.encode(message)
         parsed = jsonrpc.classify(message)
         if not isinstance(parsed, Invalid):
-            self.log.event("released", direction=direction, rule=rule, reason=self._mask_text(reason))
-            self._pass(direction, data, parsed, verdict="released", rule=rule)
+            self._pass(direction, data, parsed, verdict="released", rule=rule, reason=reason)
 
     def send_client(self, message: dict[str, Any], *, rule: str, reason: str) -> None:
         parsed = self._own(S2C, message, rule, reason)
