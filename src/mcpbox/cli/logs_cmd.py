@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from mcpbox.cli import logs_share_cmd, logs_view_cmd
 from mcpbox.cli.output import emit_json, emit_table
 from mcpbox.errors import UsageError
 
-app = typer.Typer(help="Session logs: check them (more to come: list, show, search).", no_args_is_help=True)
+app = typer.Typer(help="Session logs: list, read, search, check, share and prune them.", no_args_is_help=True)
 
 
 @app.command("verify")
@@ -41,3 +42,8 @@ def verify(
         )
     if not all(report.ok for report in reports):
         raise typer.Exit(1)
+
+
+# Reading commands (list, show, tail, search, stats) and sharing ones (report, export) live in their own modules.
+logs_view_cmd.register(app)
+logs_share_cmd.register(app)
