@@ -36,6 +36,10 @@ ensure_packages() {
     command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
     command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
     command -v dbus-send >/dev/null || missing+=(dbus-bin)
+    # The HTML report tests open the page in headless Chromium; a font makes its screenshots legible.
+    command -v chromium >/dev/null || missing+=(chromium)
+    [ "$(dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null)" = "install ok installed" ] \
+        || missing+=(fonts-dejavu-core)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing ${missing[*]}"
         apt_install "${missing[@]}"
