@@ -30,6 +30,21 @@ STATUS_UNSET = 0
 STATUS_ERROR = 2
 
 
+def read_session(path: Path) -> tuple[list[dict[str, Any]], SessionSummary, list[Call]]:
+    """The records, summary and calls of one log, for the exports and the report.
+
+    A record with a field of the wrong type (a log edited by hand, or made by something else)
+    is an error that names the file, not a traceback."""
+    records = list(read_records(path))
+    try:
+        return records, summarize(path, records), calls(records)
+    except (TypeError, ValueError) as exc:
+        raise MCPBoxError(
+            f"cannot read the session log {path}: a record has a field of the wrong type ({exc}).",
+            f"Check it with `mcpbox logs verify {path}`: a log mcpbox wrote and nobody changed always reads.",
+        ) from exc
+
+
 def jsonl(path: Path) -> Iterator[bytes]:
     """The log's records, each line exactly as stored.
 
@@ -108,7 +123,7 @@ def _span(call: Call, summary: SessionSummary, sizes: dict[int, int]) -> dict[st
             ("mcpbox.response.verdict", call.response_verdict),
             ("mcpbox.answered", call.response_t is not None),
             ("mcpbox.request.size", call.size),
-            ("mcpbox.response.size", None if call.response_seq is None else sizes.get(call.response_seq)),
+            ("mcpbox.response.size", sizes.get(call.response_seq) if isinstance(call.response_seq, int) else None),
             ("mcpbox.record.seq", call.seq),  # where the request is in the session log
         ]
     )
@@ -130,8 +145,7 @@ def _span(call: Call, summary: SessionSummary, sizes: dict[int, int]) -> dict[st
 
 def otlp(path: Path) -> dict[str, Any]:
     """The session as an OTLP/JSON ``ExportTraceServiceRequest``: one trace, one span per call."""
-    records = list(read_records(path))
-    summary = summarize(path, records)
+    records, summary, found = read_session(path)
     sizes = {r["seq"]: r["size"] for r in records if isinstance(r.get("seq"), int) and isinstance(r.get("size"), int)}
     resource = _attributes(
         [
@@ -142,7 +156,7 @@ def otlp(path: Path) -> dict[str, Any]:
             ("mcpbox.image", summary.image),
         ]
     )
-    spans = [_span(call, summary, sizes) for call in calls(records)]
+    spans = [_span(call, summary, sizes) for call in found]
     scope = {"scope": {"name": "mcpbox", "version": __version__}, "spans": spans}
     return {"resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [scope]}]}
 
