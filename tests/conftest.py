@@ -23,6 +23,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
+from tests.keyring_session import KeyringSession, start_keyring
+
 # Property tests judge behaviour, not speed: on a loaded two-core CI machine, hypothesis's
 # per-example deadline and its "generation is slow" check would fail tests for timing alone.
 settings.register_profile(
@@ -312,3 +314,20 @@ def container_of(api: Any, mcpbox_pid: int, timeout: float = 20.0) -> dict[str, 
             return dict(rows[0])
         time.sleep(0.05)
     raise AssertionError(f"no sandbox appeared for mcpbox pid {mcpbox_pid}")
+
+
+@pytest.fixture(scope="module")
+def keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyringSession]:
+    """A real, private Secret Service (GNOME Keyring) for one test module."""
+    session = start_keyring(tmp_path_factory.mktemp("kr"))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def kr_home(home: Home, keyring: KeyringSession, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A private home whose processes reach the test keyring, with no backend forced from outside."""
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    for key, value in keyring.env.items():
+        monkeypatch.setenv(key, value)
+    return home

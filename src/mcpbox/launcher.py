@@ -21,6 +21,7 @@ from mcpbox.errors import MCPBoxError
 from mcpbox.profile import Profile, load_profile
 
 if TYPE_CHECKING:
+    from mcpbox.logs.signing import Signer
     from mcpbox.logs.writer import SessionLog
     from mcpbox.secrets.store import Resolved
 
@@ -97,6 +98,7 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
     # The guardian is forked before the docker SDK is imported: a small process with no threads,
     # and before any secret is read, so that it never holds one.
     watchdog = Watchdog.start(_remove_orphan)
+    _start_signing(profile, log, fds[2])  # a thread: after the guardian's fork
     try:
         resolved = _secrets(profile, log, fds[2])
     except MCPBoxError as error:
@@ -122,6 +124,7 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
         with contextlib.suppress(OSError):
             os.write(fds[2], f"mcpbox: session {session} (profile {profile.name}); log: {log.path}\n".encode())
         sandbox.collect_garbage_in_background()
+        _prune_logs_in_background(profile, log)
         import asyncio  # noqa: PLC0415 - imported while the server boots in its container
 
         from mcpbox.relay.session import relay_session  # noqa: PLC0415
@@ -132,6 +135,44 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
         sandbox.remove(fds[2])
     log.event("end", exit_code=code, reason=reason)
     return RunResult(session, code, reason, log.path)
+
+
+def _start_signing(profile: Profile, log: SessionLog, stderr_fd: int) -> None:
+    """Seal the log with the keyring's key; without a secure keyring the session runs, and says
+    (on stderr and in the log) that its log is unsigned: `logs verify` never calls it sealed."""
+    if not profile.log.sign:
+        log.unsigned("the profile sets log.sign: false")
+        return
+
+    def load() -> Signer:
+        from mcpbox.logs.signing import Signer, load_or_make_key  # noqa: PLC0415
+
+        _no_dumps()  # the private key is about to be in memory
+        return Signer.of(load_or_make_key())
+
+    def warn(text: str) -> None:
+        with contextlib.suppress(OSError):
+            os.write(stderr_fd, f"mcpbox: warning: {text}\n".encode())
+
+    log.start_signing(load, warn)
+
+
+def _prune_logs_in_background(profile: Profile, log: SessionLog) -> None:
+    """`log.keep_days` holds without a cron job: each run removes its profile's logs past their time."""
+    import threading  # noqa: PLC0415
+
+    def work() -> None:
+        from mcpbox.logs.retention import expired, prune  # noqa: PLC0415
+
+        try:
+            gone = prune(expired(profile=profile.name, older_than_days=profile.log.keep_days))
+        except OSError as error:
+            log.event("prune_failed", reason=str(error))
+            return
+        if gone:
+            log.event("logs_pruned", sessions=[item.path.stem for item in gone], keep_days=profile.log.keep_days)
+
+    threading.Thread(target=work, name="mcpbox-prune", daemon=True).start()
 
 
 def _secrets(profile: Profile, log: SessionLog, stderr_fd: int) -> list[Resolved]:

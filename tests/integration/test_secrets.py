@@ -14,7 +14,6 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,27 +22,11 @@ import anyio
 import pytest
 
 from tests.conftest import MCPBOX, Home, RawClient, container_of, hostile_profile, read_log, sdk_client
-from tests.keyring_session import KeyringSession, start_keyring
+from tests.keyring_session import KeyringSession
 
 pytestmark = pytest.mark.docker
 ENTRY = "leak-token"
 MARK = f"[secret:{ENTRY}]"
-
-
-@pytest.fixture(scope="module")
-def keyring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyringSession]:
-    session = start_keyring(tmp_path_factory.mktemp("kr"))
-    yield session
-    session.stop()
-
-
-@pytest.fixture
-def kr_home(home: Home, keyring: KeyringSession, monkeypatch: pytest.MonkeyPatch) -> Home:
-    """A private home whose processes reach the test keyring, with no backend forced from outside."""
-    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
-    for key, value in keyring.env.items():
-        monkeypatch.setenv(key, value)
-    return home
 
 
 def new_token() -> str:

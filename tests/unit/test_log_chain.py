@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcpbox.logs.signing import Signer
 from mcpbox.logs.verify import verify_file
 from mcpbox.logs.writer import GENESIS, SessionLog
 from tests.conftest import MCPBOX
 
 
-def write_log(path: Path, records: int = 6) -> list[bytes]:
+def write_log(path: Path, records: int = 6, signer: Signer | None = None) -> list[bytes]:
+    """A log of ``records`` records, plus its seals when a ``signer`` is given."""
     log = SessionLog(path)
-    log.event("start", session="s")
+    log.event("start", session=path.stem)
+    if signer is not None:
+        log.start_signing(lambda: signer, print)
+        while log._sealed_seq == 0:
+            time.sleep(0.001)
     for i in range(records - 2):
         raw = json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping"}).encode()
         log.message("c2s", raw, kind="request", method="ping", ident=i)
@@ -85,19 +92,34 @@ def test_any_changed_byte_before_the_last_record_breaks_the_chain(position: int,
 
 
 def test_logs_verify_command(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mcpbox.logs.signing import Signer, public_pem
+
     state = tmp_path / "state"
     sessions = state / "mcpbox" / "sessions"
     sessions.mkdir(parents=True)
-    write_log(sessions / "20260101-000000-abcdef.jsonl")
-    env = {"XDG_STATE_HOME": str(state), "PATH": "/usr/bin:/bin"}
+    key = Ed25519PrivateKey.generate()
+    write_log(sessions / "20260101-000000-abcdef.jsonl", signer=Signer.of(key))
+    pem = tmp_path / "key.pem"
+    pem.write_text(public_pem(key.public_key()))
+    # No keyring reachable here: the public key file is what checks the seals.
+    env = {
+        "XDG_STATE_HOME": str(state),
+        "PATH": "/usr/bin:/bin",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    verify = [MCPBOX, "logs", "verify"]
     ok = subprocess.run(
-        [MCPBOX, "logs", "verify", "20260101", "--json"], env=env, capture_output=True, text=True, check=False
+        [*verify, "20260101", "--pubkey", str(pem), "--json"], env=env, capture_output=True, text=True, check=False
     )
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["logs"][0]["ok"] is True
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["logs"][0]["status"] == "sealed"
+    unchecked = subprocess.run([*verify, "20260101"], env=env, capture_output=True, text=True, check=False)
+    assert unchecked.returncode == 1 and "UNCHECKED" in unchecked.stdout and "--pubkey" in unchecked.stdout
     path = sessions / "20260101-000000-abcdef.jsonl"
     path.write_bytes(path.read_bytes().replace(b'"ping"', b'"pong"', 1))
-    bad = subprocess.run([MCPBOX, "logs", "verify", "--all"], env=env, capture_output=True, text=True, check=False)
-    assert bad.returncode == 1 and "ALTERED" in bad.stdout and "record 3" in bad.stdout
-    missing = subprocess.run([MCPBOX, "logs", "verify", "nope"], env=env, capture_output=True, text=True, check=False)
+    bad = subprocess.run([*verify, "--all", "--pubkey", str(pem)], env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and "ALTERED" in bad.stdout and "record 4" in bad.stdout
+    missing = subprocess.run([*verify, "nope"], env=env, capture_output=True, text=True, check=False)
     assert missing.returncode == 2 and "matches no session log" in missing.stderr

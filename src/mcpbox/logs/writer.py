@@ -12,11 +12,15 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpbox import paths
 from mcpbox.errors import MCPBoxError
+
+if TYPE_CHECKING:
+    from mcpbox.logs.signing import Signer
 
 DIRECTIONS = ("c2s", "s2c", "stderr", "event")
 GENESIS = "0" * 64  # the "prev" of a log's first record
@@ -28,16 +32,28 @@ MAX_TEXT_TOTAL = 64 * 1024 * 1024  # per session, for stderr and other non-messa
 # received: records are separated by "\n" alone, as JSONL says.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as the encoder above writes it
+SEAL_EVERY = 2.0  # seconds: what a SIGKILL can leave unsigned at the end of a log
+KEY_WAIT = 10.0  # seconds a closing log waits for a keyring still looking up the key
+
+
+def _stamp() -> str:
+    """A record's time as written: Unix seconds, microseconds."""
+    return f"{time.time():.6f}"
 
 
 class SessionLog:
     def __init__(self, path: Path, *, payloads: str = "full") -> None:
         self.path = path
+        self.session = path.stem
         self.full = payloads == "full"
         self.seq = 0
         self.text_bytes = 0
         self.text_suppressed = 0
         self._prev = GENESIS
+        self._signer: Signer | None = None
+        self._sealed_seq = 0  # the seq of the last seal written
+        self._sealer: threading.Thread | None = None
+        self._closing = threading.Event()
         # The relay writes from the event loop; gc and teardown may write from other threads.
         self._lock = threading.Lock()
         try:
@@ -60,16 +76,21 @@ class SessionLog:
     def _emit(self, fields: str, raw_json: bytes | None) -> None:
         """Append one record: ``fields`` is the inside of a JSON object (``"k":v,...``)."""
         with self._lock:
-            self.seq += 1
-            # "prev" chains each record to the exact bytes of the one before: an edited, removed,
-            # inserted or moved record breaks the chain at the next one (`mcpbox logs verify`).
-            line = f'{{"seq":{self.seq},"t":{time.time():.6f},"prev":"{self._prev}",{fields}'.encode()
-            # A message is already valid JSON: its bytes are spliced in rather than re-encoded.
-            line += b"}\n" if raw_json is None else b',"msg":' + raw_json.strip() + b"}\n"
-            data = memoryview(line)
-            while data:  # a regular file takes it all at once; the loop is for a full disk's partial write
-                data = data[os.write(self._fd, data) :]
-            self._prev = hashlib.sha256(line).hexdigest()
+            self._append(fields, raw_json)
+
+    def _append(self, fields: str, raw_json: bytes | None, stamp: str | None = None) -> None:
+        if self._fd < 0:
+            return  # closed: a late event from a thread that outlived the session has nowhere to go
+        self.seq += 1
+        # "prev" chains each record to the exact bytes of the one before: an edited, removed,
+        # inserted or moved record breaks the chain at the next one (`mcpbox logs verify`).
+        line = f'{{"seq":{self.seq},"t":{stamp or _stamp()},"prev":"{self._prev}",{fields}'.encode()
+        # A message is already valid JSON: its bytes are spliced in rather than re-encoded.
+        line += b"}\n" if raw_json is None else b',"msg":' + raw_json.strip() + b"}\n"
+        data = memoryview(line)
+        while data:  # a regular file takes it all at once; the loop is for a full disk's partial write
+            data = data[os.write(self._fd, data) :]
+        self._prev = hashlib.sha256(line).hexdigest()
 
     def message(
         self,
@@ -124,7 +145,65 @@ class SessionLog:
     def event(self, name: str, **fields: Any) -> None:
         self._write({"dir": "event", "event": name, **fields})
 
+    # ---- seals ---------------------------------------------------------------
+
+    def start_signing(self, load: Callable[[], Signer], warn: Callable[[str], None]) -> None:
+        """Seal the chain head from now on: every SEAL_EVERY seconds while records come, and at close.
+
+        ``load`` fetches the key from the OS keyring: ~100 ms of imports and D-Bus, so it runs in
+        the sealing thread, beside the container's start. If it fails, the log says so in an
+        ``unsigned`` record and ``warn`` tells the person: the session runs, `verify` will never
+        call its log sealed.
+        """
+
+        def seal_loop() -> None:
+            try:
+                signer = load()
+            except MCPBoxError as exc:
+                self.event("unsigned", reason=exc.message)
+                warn(f"this session's log is not signed: {exc.message} {exc.remedy}".rstrip())
+                return
+            except Exception as exc:  # a keyring backend can raise anything; the session must go on
+                self.unsigned(f"the log key could not be loaded ({type(exc).__name__}: {exc})", warn)
+                return
+            with self._lock:
+                self._signer = signer
+                self._seal(final=False)
+            while not self._closing.wait(SEAL_EVERY):
+                with self._lock:
+                    if self.seq > self._sealed_seq:
+                        self._seal(final=False)
+
+        self._sealer = threading.Thread(target=seal_loop, name="mcpbox-log-sealer", daemon=True)
+        self._sealer.start()
+
+    def unsigned(self, reason: str, warn: Callable[[str], None] | None = None) -> None:
+        """Record that this log carries no signatures, and why; `verify` reports it."""
+        self.event("unsigned", reason=reason)
+        if warn is not None:
+            warn(f"this session's log is not signed: {reason}")
+
+    def _seal(self, *, final: bool) -> None:
+        """Sign the chain head (caller holds the lock). The seal is a record of its own, so it is chained too."""
+        assert self._signer is not None  # noqa: S101
+        seq, stamp = self.seq + 1, _stamp()
+        # The seal signs its own time as written too: the last record of a log is then covered as well.
+        sig = self._signer.seal(self.session, seq, self._prev, stamp, final=final)
+        fields = f'"dir":"event","event":"seal","key":"{self._signer.key}","sig":"{sig}"'
+        self._append(fields + (',"final":true' if final else ""), None, stamp)
+        self._sealed_seq = self.seq
+
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Stop sealing, write the final seal (a log that ends without one was cut short), close."""
+        self._closing.set()
+        sealer, self._sealer = self._sealer, None
+        if sealer is not None and sealer is not threading.current_thread():
+            sealer.join(KEY_WAIT)
+            if sealer.is_alive():
+                self.unsigned(f"the OS keyring did not hand over the log key within {KEY_WAIT:.0f} s")
+        with self._lock:
+            if self._signer is not None and self._fd >= 0:
+                self._seal(final=True)
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

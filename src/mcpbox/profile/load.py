@@ -594,11 +594,18 @@ def _log(reader: _Reader) -> LogSettings:
     sub = reader.sub("log")
     if sub is None:
         return LogSettings()
-    sub.check_keys({"payloads"})
+    sub.check_keys({"payloads", "sign", "keep_days"})
     payloads = sub.string("payloads", default="full")
     if payloads not in ("full", "metadata"):
         sub.fail(sub.key("payloads"), "full or metadata", payloads)
-    return LogSettings(payloads="metadata" if payloads == "metadata" else "full")
+    sign = sub.get("sign")
+    if sign is not None and not isinstance(sign, bool):
+        sub.fail(sub.key("sign"), "true or false", sign)
+    return LogSettings(
+        payloads="metadata" if payloads == "metadata" else "full",
+        sign=True if sign is None else sign,
+        keep_days=int(_number(sub, "keep_days", LogSettings().keep_days, 1, 36_500, whole=True)),
+    )
 
 
 def parse_profile(data: Any, file: Path | None = None, *, default_name: str | None = None) -> Profile:

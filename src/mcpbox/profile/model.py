@@ -171,6 +171,8 @@ class Policy:
 @dataclass(frozen=True)
 class LogSettings:
     payloads: Payloads = "full"
+    sign: bool = True  # seal the log with the keyring's Ed25519 key
+    keep_days: int = 30  # `mcpbox logs prune` (and each run) removes this profile's older logs
 
 
 @dataclass(frozen=True)
@@ -230,4 +232,6 @@ class Profile:
             mode, default = getattr(policy.server_requests, kind), getattr(safe.server_requests, kind)
             if mode != default and (mode == "allow" or default == "deny"):
                 found.append(f"policy.server_requests.{kind} is {mode} instead of {default}")
+        if not self.log.sign:
+            found.append("log.sign is off: this profile's session logs carry no signatures")
         return found

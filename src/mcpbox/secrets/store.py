@@ -163,6 +163,18 @@ class SecretStore:
         self._update_index(entry, time.time())
         return existed
 
+    def get_own(self, entry: str) -> str | None:
+        """One of mcpbox's own entries (names start with "_", which `secret set` refuses)."""
+        assert entry.startswith("_")  # noqa: S101 - a user's entry must go through get()
+        return self.get(entry)
+
+    def set_own(self, entry: str, value: str) -> None:
+        """Store one of mcpbox's own entries: not in the index, so `secret list` never offers it."""
+        assert entry.startswith("_")  # noqa: S101 - a user's entry must go through set()
+        self._call(f"storing {entry!r}", lambda: self.backend.set_password(SERVICE, entry, value))
+        if self.get(entry) != value:
+            raise KeyringError(f"the keyring accepted {entry!r} but does not return it.", GET_A_KEYRING)
+
     def delete(self, entry: str) -> bool:
         """Remove ``entry``; False if it was not there."""
         present = self.get(entry) is not None
