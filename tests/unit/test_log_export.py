@@ -1,18 +1,25 @@
-"""`mcpbox logs export`: the records as stored, and OTLP/JSON spans, from logs the real writer made."""
+"""`mcpbox logs export` and the HTML report's escaping, on logs the real writer made.
+
+The report in a real browser, from a real session, is tested in tests/integration/test_log_report.py.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import stat
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mcpbox.errors import UsageError
+from mcpbox.errors import MCPBoxError, UsageError
 from mcpbox.logs import export
+from mcpbox.logs.report import render_report
 from mcpbox.logs.timeline import calls, read_records
 from mcpbox.logs.writer import SessionLog
 from tests.conftest import MCPBOX, Home
@@ -256,3 +263,84 @@ def test_export_command_refuses_an_unknown_format_or_session(home: Home) -> None
     missing = mcpbox(home, "logs", "export", "no-such-session")
     assert missing.returncode == 2
     assert b"matches no session log" in missing.stderr
+
+
+def test_a_log_with_fields_of_the_wrong_type_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "edited.jsonl"
+    record = {"seq": 1, "t": "soon", "prev": "0" * 64, "dir": "c2s", "kind": "request", "method": "x", "id": 1}
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(MCPBoxError, match="wrong type"):
+        export.otlp(path)
+    with pytest.raises(MCPBoxError, match="wrong type"):
+        render_report(path)
+    assert b"".join(export.jsonl(path)) == path.read_bytes()  # the bytes are still the bytes
+
+
+# ---- the HTML report, without a browser (the browser tests are in tests/integration) ----
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, {name: value or "" for name, value in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+def _page(html: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def test_report_escapes_every_field_of_a_hostile_log(tmp_path: Path) -> None:
+    evil = "<img src=x onerror=alert(1)></td></pre></script><script>alert(2)</script>\u202e\x1b[31m"
+    log = SessionLog(tmp_path / f"{SESSION}.jsonl")
+    log.event("start", session=evil, profile=evil, image=evil, pid=1)
+    raw = _msg({"jsonrpc": "2.0", "id": evil, "method": evil, "params": {"name": evil, "arguments": {evil: evil}}})
+    log.message("c2s", raw, kind="request", method=evil, ident=evil, verdict="block", rule=evil, reason=evil)
+    log.message("s2c", _msg({"jsonrpc": "2.0", "id": evil, "error": {"code": 1, "message": evil}}), kind="response",
+                method=None, ident=evil, verdict="forward", rule=evil, reason=evil)  # fmt: skip
+    log.text("stderr", evil.encode(), verdict="forward", reason=evil)
+    log.event(evil, **{evil: evil})
+    log.event("end", exit_code=evil, reason=evil)
+    log.close()
+    html = render_report(log.path)
+    page = _page(html)
+    assert len([a for tag, a in page.elements if tag == "tr" and a.get("class") == "call"]) == 1
+    assert [tag for tag, _ in page.elements].count("script") == 1
+    assert not [tag for tag, _ in page.elements if tag in ("img", "a", "iframe", "object", "link", "base")]
+    assert not [name for _, attrs in page.elements for name in attrs if name.startswith("on")]
+    assert "\u202e" not in html
+    assert "\x1b" not in html
+    assert "\\u202e" in page.text
+    assert "<script>alert(2)</script>" in page.text  # shown, as text
+
+
+def test_report_policy_names_exactly_its_own_script_and_style(log_path: Path) -> None:
+    html = render_report(log_path)
+    page = _page(html)
+    (csp,) = [a["content"] for tag, a in page.elements if a.get("http-equiv") == "Content-Security-Policy"]
+    (script,) = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    (style,) = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
+
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    assert f"script-src {digest(script)};" in csp
+    assert f"style-src {digest(style)};" in csp
+    assert csp.startswith("default-src 'none';")
+
+
+def test_report_of_a_log_without_payloads_says_so(tmp_path: Path) -> None:
+    log = SessionLog(tmp_path / f"{SESSION}.jsonl", payloads="metadata")
+    raw = _msg({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}})
+    log.message("c2s", raw, kind="request", method="tools/call", ident=1)
+    log.close()
+    assert "(not logged: the profile sets log.payloads to metadata)" in _page(render_report(log.path)).text
