@@ -17,6 +17,8 @@ from typing import Any
 # (block, drop, reply) and the relay's own (rule "relay").
 BLOCKED = frozenset({"block", "drop", "reply"})
 REQUEST_SIDE = {"c2s": "s2c", "s2c": "c2s"}  # a request's answer comes back the other way
+# A message's second record: what went on after a rewrite ("sent") or a person's approval ("released").
+SECOND_RECORD = frozenset({"sent", "released"})
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -76,6 +78,29 @@ class Call:
     def label(self) -> str:
         return f"{self.method} {self.tool}" if self.tool else self.method
 
+    def as_dict(self) -> dict[str, Any]:
+        """The call without its payloads (those are in its records)."""
+        return {
+            "seq": self.seq,
+            "t": self.t,
+            "direction": self.direction,
+            "method": self.method,
+            "tool": self.tool,
+            "id": self.id,
+            "verdict": self.verdict,
+            "rule": self.rule,
+            "reason": self.reason,
+            "size": self.size,
+            "blocked": self.blocked,
+            "answered": self.response_seq is not None,
+            "response_seq": self.response_seq,
+            "response_verdict": self.response_verdict,
+            "duration_ms": self.duration_ms,
+            "failed": self.failed,
+            "error": self.error,
+            "records": list(self.records),
+        }
+
 
 def _subject(method: str, msg: dict[str, Any] | None) -> str | None:
     params = msg.get("params") if isinstance(msg, dict) else None
@@ -85,26 +110,30 @@ def _subject(method: str, msg: dict[str, Any] | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def calls(records: Iterable[dict[str, Any]]) -> list[Call]:
-    """Pair each request with its answer, in the order the requests were made.
+class CallTracker:
+    """Pairs requests with their answers one record at a time: what :func:`calls` does over a
+    whole log, and what a live view (``mcpbox logs tail -f``) does as records arrive."""
 
-    A request can have several records on its way (judged, held, released, rewritten and
-    sent): the first one names the verdict, the later ones join its ``records``.
-    """
-    found: list[Call] = []
-    open_calls: dict[tuple[str, str], Call] = {}  # (request direction, id as JSON) -> call
-    for record in records:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._open: dict[tuple[str, str], Call] = {}  # (request direction, id as JSON) -> call
+        # Answered calls, for an answer's second record ("sent" after a rewrite, "released" after
+        # a hold): it belongs to the same call. Replaced when the id is used again.
+        self._answered: dict[tuple[str, str], Call] = {}
+
+    def feed(self, record: dict[str, Any]) -> Call | None:
+        """Take the next record; the call it belongs to, if it is part of one."""
         direction, kind = record.get("dir"), record.get("kind")
         if direction not in REQUEST_SIDE or "id" not in record:
-            continue
+            return None
         key_id = json.dumps(record["id"])
         msg = record.get("msg") if isinstance(record.get("msg"), dict) else None
         if kind == "request":
             key = (direction, key_id)
-            current = open_calls.get(key)
+            current = self._open.get(key)
             if current is not None:
                 current.records.append(record.get("seq", 0))
-                continue
+                return current
             method = str(record.get("method", "?"))
             call = Call(
                 seq=record.get("seq", 0),
@@ -120,22 +149,42 @@ def calls(records: Iterable[dict[str, Any]]) -> list[Call]:
                 request=msg,
                 records=[record.get("seq", 0)],
             )
-            open_calls[key] = call
-            found.append(call)
-        elif kind == "response":
-            answered = open_calls.pop((REQUEST_SIDE[direction], key_id), None)
-            if answered is None:
-                continue
-            answered.response_seq = record.get("seq")
-            answered.response_t = float(record.get("t", 0.0))
-            answered.response_verdict = record.get("verdict")
-            answered.response = msg
-            error = msg.get("error") if msg is not None else None
-            answered.error = error if isinstance(error, dict) else None
-            if msg is None and record.get("verdict") == "mcpbox" and answered.blocked:
-                answered.error = {"message": answered.reason or "refused by mcpbox"}
-            answered.records.append(record.get("seq", 0))
-    return found
+            self._open[key] = call
+            self._answered.pop(key, None)
+            self.calls.append(call)
+            return call
+        if kind != "response":
+            return None
+        key = (REQUEST_SIDE[direction], key_id)
+        answered = self._open.pop(key, None)
+        if answered is None:
+            again = self._answered.get(key)
+            if again is not None and record.get("verdict") in SECOND_RECORD:
+                again.records.append(record.get("seq", 0))
+            return again if again is not None and record.get("verdict") in SECOND_RECORD else None
+        self._answered[key] = answered
+        answered.response_seq = record.get("seq")
+        answered.response_t = float(record.get("t", 0.0))
+        answered.response_verdict = record.get("verdict")
+        answered.response = msg
+        error = msg.get("error") if msg is not None else None
+        answered.error = error if isinstance(error, dict) else None
+        if msg is None and record.get("verdict") == "mcpbox" and answered.blocked:
+            answered.error = {"message": answered.reason or "refused by mcpbox"}
+        answered.records.append(record.get("seq", 0))
+        return answered
+
+
+def calls(records: Iterable[dict[str, Any]]) -> list[Call]:
+    """Pair each request with its answer, in the order the requests were made.
+
+    A request can have several records on its way (judged, held, released, rewritten and
+    sent): the first one names the verdict, the later ones join its ``records``.
+    """
+    tracker = CallTracker()
+    for record in records:
+        tracker.feed(record)
+    return tracker.calls
 
 
 @dataclass
@@ -158,6 +207,16 @@ class SessionSummary:
     @property
     def duration_s(self) -> float | None:
         return None if self.start is None or self.end is None else round(self.end - self.start, 3)
+
+    @property
+    def running(self) -> bool:
+        """No end record yet, and the mcpbox process that wrote the start record is alive."""
+        return not self.ended and self.pid is not None and process_alive(self.pid, self.start)
+
+    @property
+    def status(self) -> str:
+        """``ended`` (see ``exit_code``), ``running``, or ``no end record`` (it died, or the log was cut)."""
+        return "ended" if self.ended else "running" if self.running else "no end record"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -202,11 +261,24 @@ def summarize(path: Path, records: Iterable[dict[str, Any]] | None = None) -> Se
             continue
         if direction not in REQUEST_SIDE or record.get("kind") in (None, "text"):
             continue
+        # "sent" and "released" are a message's second record (after a rewrite or an approval), not a new one.
+        if record.get("verdict") in SECOND_RECORD:
+            continue
         summary.messages += 1
         if record.get("verdict") in BLOCKED:
             summary.blocked += 1
-        # "sent" and "released" are a call's second record (after a rewrite or an approval), not a new call.
-        second = record.get("verdict") in ("sent", "released")
         if direction == "c2s" and record.get("kind") == "request" and record.get("method") == "tools/call":
-            summary.tool_calls += 0 if second else 1
+            summary.tool_calls += 1
     return summary
+
+
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """Is ``pid`` a live process, and not a later one that reused the number after ``started``?"""
+    import psutil  # noqa: PLC0415 - only the questions about live sessions need it
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    # A second of slack: create_time is derived from boot time and clock ticks, not exact.
+    return started is None or created <= started + 1.0
