@@ -65,15 +65,3 @@ def ensure_private_dir(path: Path) -> Path:
     path.chmod(0o700)
     return path
 
-
-def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> None:
-    """Write ``data`` to a new file only the user can read (logs, reports and exports are private).
-
-    Refuses to replace an existing file unless ``replace``: an export must not clobber
-    something the user kept. Raises ``FileExistsError`` or another ``OSError``.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if replace else os.O_EXCL)
-    fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)  # an existing file keeps its mode through O_TRUNC otherwise
-        handle.write(data)

@@ -70,12 +70,9 @@ def pubkey(
     if made:
         sys.stderr.write("mcpbox: made a new log-signing key; it is in the OS keyring (entry _log-signing-key)\n")
     if output is not None:
-        from mcpbox.paths import write_private_file
+        from mcpbox.logs.export import write_private
 
-        try:
-            write_private_file(output, pem.encode(), replace=True)  # a public key: replacing an older copy is fine
-        except OSError as exc:
-            raise UsageError(f"cannot write {output} ({exc.strerror}).", "Give a writable path with -o.") from exc
+        write_private(output, [pem.encode()], force=True)  # a public key: replacing an older copy is fine
     if as_json:
         emit_json({"key": key_id(public), "pem": pem, "file": str(output) if output else None})
     elif output is None:
