@@ -79,11 +79,11 @@ def run(records: int = RECORDS) -> dict[str, Any]:
             log.close()
         seal_us: list[float] = []
         log = SessionLog(Path(tmp) / "seals.jsonl")
-        log._signer = signer  # noqa: SLF001 - one seal alone, without the thread's timing around it
+        log._signer = signer
         for _ in range(SEALS):
-            with log._lock:  # noqa: SLF001
+            with log._lock:
                 start = time.perf_counter_ns()
-                log._seal(final=False)  # noqa: SLF001
+                log._seal(final=False)
                 seal_us.append((time.perf_counter_ns() - start) / 1000)
         log.close()
     out: dict[str, Any] = {

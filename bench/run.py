@@ -11,7 +11,12 @@
 (c) mcpbox's own RSS during the ping run, and its guardian child's;
 (d) the same latency with a `log: {payloads: metadata}` profile;
 (f) the policy chain's own cost per message, in-process (bench/policy_cost.py):
-    a real relay fed in memory, policy off vs on, no Docker.
+    a real relay fed in memory, policy off vs on, no Docker;
+(g) the session log writer's cost per record, in-process (bench/log_cost.py):
+    full payloads vs metadata only vs full with the sealing thread, and one seal.
+
+With the private keyring running, every `mcpbox run` of (a,b,d) seals its log
+(the default); without it, the logs are unsigned and (a) says so.
 
 `mcpbox run` always attaches the policy engine, so the mcpbox rows of (b,d)
 include the whole chain; (f) shows how much of them it is.
@@ -54,6 +59,7 @@ import docker.utils
 import psutil
 import yaml
 
+import log_cost  # bench/, beside this file
 import policy_cost  # bench/, beside this file: `python bench/run.py` puts it on sys.path
 from mcpbox import paths
 from mcpbox._version import __version__
@@ -992,7 +998,7 @@ def report(results: dict[str, Any]) -> str:
     add("    each alone in a bare interpreter (ms):")
     add("      " + ", ".join(f"{m} {ms:.0f}" for m, ms in imports["alone_ms"].items()))
     add("")
-    out += [*policy_cost.lines(results["policy"]), "", "targets"]
+    out += [*policy_cost.lines(results["policy"]), "", *log_cost.lines(results["log"]), "", "targets"]
     for target in results["targets"]:
         add(f"    {target['name']:44} {target['measured']:>14}   {verdict(target['met'])}")
     if results["retried"]:
@@ -1116,6 +1122,12 @@ def run_policy_cost(args: argparse.Namespace) -> dict[str, Any]:
     return policy_cost.run(args.policy_rounds, args.policy_warmup)
 
 
+def run_log_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """(g): the session log writer's own cost per record, in-process (bench/log_cost.py)."""
+    print("bench: the session log writer in-process ...", file=sys.stderr)
+    return log_cost.run(log_cost.QUICK_RECORDS if args.quick else log_cost.RECORDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = load_profile(str(paths.builtin_profiles_dir() / f"{PROFILE}.yaml"))
@@ -1177,6 +1189,7 @@ def main(argv: list[str] | None = None) -> int:
             "alone_ms": {module: alone_imports(module, args.import_runs) for module in ALONE_IMPORTS},
         }
         results["policy"] = run_policy_cost(args)
+        results["log"] = run_log_cost(args)
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["retried"] = failures
 
