@@ -87,8 +87,7 @@ def run(records: int = RECORDS) -> dict[str, Any]:
                 seal_us.append((time.perf_counter_ns() - start) / 1000)
         log.close()
     out: dict[str, Any] = {
-        name: {"p50_us": statistics.median(v), "p95_us": _percentile(v, 95), "n": len(v)}
-        for name, v in samples.items()
+        name: {"p50_us": statistics.median(v), "p95_us": _percentile(v, 95), "n": len(v)} for name, v in samples.items()
     }
     out["seal"] = {"p50_us": statistics.median(seal_us), "p95_us": _percentile(seal_us, 95), "n": len(seal_us)}
     out["seal_every_s"] = writer.SEAL_EVERY

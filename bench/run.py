@@ -1188,8 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
             "run_ms": run_imports(ctx, args.import_runs),
             "alone_ms": {module: alone_imports(module, args.import_runs) for module in ALONE_IMPORTS},
         }
-        results["policy"] = run_policy_cost(args)
-        results["log"] = run_log_cost(args)
+        results.update(policy=run_policy_cost(args), log=run_log_cost(args))
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["retried"] = failures
 
