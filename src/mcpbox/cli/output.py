@@ -100,9 +100,11 @@ def write_table(
     rich: bool,
     title: str | None = None,
     wrap: Sequence[str] = (),
+    width: int | None = None,
 ) -> None:
+    """``emit_table`` to any stream; ``rich`` draws it for a terminal ``width`` wide (default: the terminal's)."""
     if rich:
-        _rich_table(_console(stream), headers, rows, title, wrap)
+        _rich_table(_console(stream, width), headers, rows, title, wrap)
         return
     if title:
         stream.write(printable(title) + "\n")
@@ -119,7 +121,9 @@ def emit_line(parts: Sequence[Any], widths: Sequence[int] = ()) -> None:
         sys.stdout.flush()
 
 
-def write_line(stream: IO[str], parts: Sequence[Any], widths: Sequence[int] = (), *, rich: bool) -> None:
+def write_line(
+    stream: IO[str], parts: Sequence[Any], widths: Sequence[int] = (), *, rich: bool, width: int | None = None
+) -> None:
     padded = [_plain(part).ljust(widths[i]) if i < len(widths) else _plain(part) for i, part in enumerate(parts)]
     if not rich:
         stream.write("  ".join(padded).rstrip() + "\n")
@@ -132,7 +136,7 @@ def write_line(stream: IO[str], parts: Sequence[Any], widths: Sequence[int] = ()
             line.append("  ")
         line.append(text, style=_style(part) or "")
     line.rstrip()
-    _console(stream).print(line, soft_wrap=True)
+    _console(stream, width).print(line, soft_wrap=True)
 
 
 def emit_block(text: str, indent: int = 4) -> None:
@@ -150,11 +154,12 @@ def _style(value: Any) -> str | None:
     return TONES.get(value.tone or "") if isinstance(value, Styled) else None
 
 
-def _console(stream: IO[str]) -> Console:
+def _console(stream: IO[str], width: int | None = None) -> Console:
     from rich.console import Console
 
     # markup/emoji/highlight off: no string is ever interpreted, and no colour is guessed from content.
-    return Console(file=stream, markup=False, emoji=False, highlight=False)
+    # force_terminal: the caller has decided this output is for a terminal (NO_COLOR is still honoured).
+    return Console(file=stream, markup=False, emoji=False, highlight=False, force_terminal=True, width=width)
 
 
 def _text(value: Any) -> Text:

@@ -28,6 +28,9 @@ CHAIN_FIELDS = frozenset({"seq", "t", "prev", "dir", "event"})  # an event's oth
 WHEN_FORMS = "an ISO date or time (2026-11-25, 2026-11-25T09:00, optionally with a zone) or an age (30m, 2h, 7d, 2w)"
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# A file's mtime comes from the kernel's coarse clock, a tick or so behind time.time(): a log
+# is only skipped for --since when it was last written well before.
+MTIME_SLACK = 1.0
 CELL_WIDTH = 200  # a table cell from a log is cut here: `show --full` and `--json` have all of it
 
 
@@ -96,7 +99,7 @@ def sessions(logs: Iterable[Path], *, profile: str | None = None, since: float |
     next to the prompt, as in a shell's history)."""
     found: list[Session] = []
     for path in logs:
-        if since is not None and _mtime(path) < since:
+        if since is not None and _mtime(path) < since - MTIME_SLACK:
             continue  # last written before `since`: it cannot have started after it
         session = load_session(path)
         summary = session.summary
@@ -339,7 +342,7 @@ class Match:
 def search(logs: Iterable[Path], filters: Filters, *, profile: str | None = None) -> Iterator[Match]:
     """Matching records, session by session (oldest session first), in log order."""
     for path in sorted(logs, key=lambda p: (_first_time(p), p.name)):
-        if filters.since is not None and _mtime(path) < filters.since:
+        if filters.since is not None and _mtime(path) < filters.since - MTIME_SLACK:
             continue
         records = list(read_records(path))
         summary = summarize(path, records)
@@ -407,7 +410,7 @@ def stats(logs: Iterable[Path], *, profile: str | None = None, since: float | No
     calls the server answered: a refusal by mcpbox takes no time and would pull the figures down."""
     table: dict[tuple[str, str], ToolStats] = {}
     for path in logs:
-        if since is not None and _mtime(path) < since:
+        if since is not None and _mtime(path) < since - MTIME_SLACK:
             continue
         records = list(read_records(path))
         summary = summarize(path, records)
