@@ -8,6 +8,7 @@ its last signed point; without a secure keyring the log must say it is unsigned.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import tempfile
 import time
@@ -173,3 +174,28 @@ def test_the_public_key_checks_logs_where_no_keyring_is(kr_home: Home, sealed_lo
     assert unchecked.returncode == 1 and json.loads(unchecked.stdout)["logs"][0]["status"] == "unchecked"
     checked = subprocess.run([*args, "--pubkey", str(pem)], env=elsewhere, capture_output=True, text=True, check=False)
     assert checked.returncode == 0 and json.loads(checked.stdout)["logs"][0]["status"] == "sealed", checked.stdout
+
+
+@pytest.mark.parametrize("end", ["SIGTERM", "SIGHUP", "server crash", "mcpbox stop", "missing image"])
+def test_every_supervised_end_seals_the_log(
+    kr_home: Home, keyring: KeyringSession, docker_clean: Any, raw_clients: list[RawClient], end: str
+) -> None:
+    profile = hostile_profile(kr_home, "gone", image="mcpbox/no-such-image:1") if end == "missing image" else "hostile"
+    hostile_profile(kr_home)
+    client = RawClient(profile, kr_home)
+    raw_clients.append(client)
+    answer = client.initialize()
+    assert ("error" in answer) == (end == "missing image"), answer
+    if end.startswith("SIG"):
+        client.proc.send_signal(getattr(signal, end))
+    elif end == "server crash":
+        client.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "crash", "arguments": {}}})
+    elif end == "mcpbox stop":
+        (log,) = kr_home.session_logs()
+        subprocess.run([MCPBOX, "stop", log.stem], env=kr_home.full_env(), check=True, timeout=60, capture_output=True)
+    client.wait(timeout=60)
+    (log,) = kr_home.session_logs()
+    code, (report,) = verify(kr_home, log.stem)
+    assert code == 0 and report["status"] == "sealed", (end, report)
+    last_word = [r for r in read_log(log) if r.get("event") != "seal"][-1]
+    assert last_word["event"] == ("start_failed" if end == "missing image" else "end")  # the final seal follows it
