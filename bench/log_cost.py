@@ -62,7 +62,7 @@ def run(records: int = RECORDS) -> dict[str, Any]:
             "metadata": SessionLog(Path(tmp) / "metadata.jsonl", payloads="metadata"),
             "full+seals": SessionLog(Path(tmp) / "sealed.jsonl"),
         }
-        logs["full+seals"].start_signing(lambda: signer, lambda text: print(text, file=sys.stderr))
+        logs["full+seals"].sign_with(lambda: signer, lambda text: print(text, file=sys.stderr), delay=0)
         raw = [_result(i) for i in range(BLOCK)]
         order = list(logs)
         done = 0

@@ -98,7 +98,7 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
     # The guardian is forked before the docker SDK is imported: a small process with no threads,
     # and before any secret is read, so that it never holds one.
     watchdog = Watchdog.start(_remove_orphan)
-    _start_signing(profile, log, fds[2])  # a thread: after the guardian's fork
+    _sign(profile, log, fds[2])
     try:
         resolved = _secrets(profile, log, fds[2])
     except MCPBoxError as error:
@@ -120,6 +120,7 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
         raise
     try:
         log.event("started", container=sandbox.container_id, ms=round((time.monotonic() - started) * 1000, 1))
+        log.start_signing()  # the key lookup overlaps the server's boot, when this thread mostly waits
         # Desktop clients show a server's stderr in their logs: say where ours is.
         with contextlib.suppress(OSError):
             os.write(fds[2], f"mcpbox: session {session} (profile {profile.name}); log: {log.path}\n".encode())
@@ -137,7 +138,7 @@ def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, i
     return RunResult(session, code, reason, log.path)
 
 
-def _start_signing(profile: Profile, log: SessionLog, stderr_fd: int) -> None:
+def _sign(profile: Profile, log: SessionLog, stderr_fd: int) -> None:
     """Seal the log with the keyring's key; without a secure keyring the session runs, and says
     (on stderr and in the log) that its log is unsigned: `logs verify` never calls it sealed."""
     if not profile.log.sign:
@@ -154,7 +155,7 @@ def _start_signing(profile: Profile, log: SessionLog, stderr_fd: int) -> None:
         with contextlib.suppress(OSError):
             os.write(stderr_fd, f"mcpbox: warning: {text}\n".encode())
 
-    log.start_signing(load, warn)
+    log.sign_with(load, warn, start=False)
 
 
 def _prune_logs_in_background(profile: Profile, log: SessionLog) -> None:

@@ -37,6 +37,7 @@ async def a_session(home: Home, env: dict[str, str]) -> None:
         await client.list_tools()
         for zone in ("UTC", "Europe/Paris", "Asia/Tokyo"):
             await client.call_tool("get_current_time", {"timezone": zone})
+            await anyio.sleep(1)  # seals come while the session runs, not only at its end
 
 
 @pytest.fixture

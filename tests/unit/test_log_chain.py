@@ -22,7 +22,7 @@ def write_log(path: Path, records: int = 6, signer: Signer | None = None) -> lis
     log = SessionLog(path)
     log.event("start", session=path.stem)
     if signer is not None:
-        log.start_signing(lambda: signer, print)
+        log.sign_with(lambda: signer, print, delay=0)
         while log._sealed_seq == 0:
             time.sleep(0.001)
     for i in range(records - 2):

@@ -32,7 +32,7 @@ def wait_for_first_seal(log: SessionLog) -> None:
 def signed_log(path: Path, pings: int = 4, *, pid: int = 999_999_999, key: Ed25519PrivateKey = KEY) -> list[bytes]:
     log = SessionLog(path)
     log.event("start", session=path.stem, profile="p", pid=pid)
-    log.start_signing(lambda: Signer.of(key), print)
+    log.sign_with(lambda: Signer.of(key), print, delay=0)
     wait_for_first_seal(log)
     for i in range(pings):
         raw = json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping"}).encode()
@@ -125,7 +125,7 @@ def test_seals_come_every_few_seconds_while_records_come(tmp_path: Path, monkeyp
     path = tmp_path / "e.jsonl"
     log = SessionLog(path)
     log.event("start", session=path.stem)
-    log.start_signing(lambda: Signer.of(KEY), print)
+    log.sign_with(lambda: Signer.of(KEY), print, delay=0)
     wait_for_first_seal(log)
     for i in range(6):
         log.event("tick", i=i)
@@ -153,7 +153,7 @@ def test_no_key_means_an_unsigned_log_and_a_warning(tmp_path: Path, failure: Exc
     def load() -> Signer:
         raise error
 
-    log.start_signing(load, warnings.append)
+    log.sign_with(load, warnings.append, delay=0)
     log.event("end", exit_code=0)
     log.close()
     report = verify_file(path, VERIFIER)

@@ -173,11 +173,14 @@ def _standing(walk: _Walk) -> Report:
     elif walk.unsigned is not None and through is None:
         status, detail = UNSIGNED, f"not signed: {walk.unsigned}"
     else:
-        last = f"record {through}" if through is not None else "no record"
         tail = walk.count - (through or 0)
         status = OPEN if running(walk.path) else UNSEALED
         what = "still being written" if status == OPEN else "ended without seal"
-        detail = f"{what}: signed through {last}" + (f"; the {tail} record(s) after it are not signed" if tail else "")
+        if through is None:
+            detail = f"{what}: no record is signed (the key is looked up a second after the sandbox starts)"
+        else:
+            detail = f"{what}: signed through record {through}"
+            detail += f"; the {tail} record(s) after it are not signed" if tail else ""
         if walk.unknown_key is not None:
             detail += f"; some seals are by key {walk.unknown_key}, not at hand"
     return Report(walk.path, walk.count, None, None, walk.ended, status, detail, through, walk.signed_at, walk.key)

@@ -34,6 +34,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as the encoder above writes it
 SEAL_EVERY = 2.0  # seconds: what a SIGKILL can leave unsigned at the end of a log
 KEY_WAIT = 10.0  # seconds a closing log waits for a keyring still looking up the key
+KEY_DELAY = 1.0  # seconds after start_signing() before the key lookup begins
 
 
 def _stamp() -> str:
@@ -53,6 +54,8 @@ class SessionLog:
         self._signer: Signer | None = None
         self._sealed_seq = 0  # the seq of the last seal written
         self._sealer: threading.Thread | None = None
+        self.key_delay = KEY_DELAY
+        self._loader: tuple[Callable[[], Signer], Callable[[str], None]] | None = None
         self._closing = threading.Event()
         # The relay writes from the event loop; gc and teardown may write from other threads.
         self._lock = threading.Lock()
@@ -147,16 +150,31 @@ class SessionLog:
 
     # ---- seals ---------------------------------------------------------------
 
-    def start_signing(self, load: Callable[[], Signer], warn: Callable[[str], None]) -> None:
-        """Seal the chain head from now on: every SEAL_EVERY seconds while records come, and at close.
+    def sign_with(
+        self, load: Callable[[], Signer], warn: Callable[[str], None], *, start: bool = True, delay: float = KEY_DELAY
+    ) -> None:
+        """Seal this log with the key ``load`` returns: every SEAL_EVERY seconds while records come, and at close.
 
         ``load`` fetches the key from the OS keyring: ~100 ms of imports and D-Bus, so it runs in
-        the sealing thread, beside the container's start. If it fails, the log says so in an
-        ``unsigned`` record and ``warn`` tells the person: the session runs, `verify` will never
-        call its log sealed.
+        the sealing thread, started now or by :meth:`start_signing` (`mcpbox run` starts it while
+        the server boots, when its own main thread is idle), and at the latest by :meth:`close`.
+        If it fails, the log says so in an ``unsigned`` record and ``warn`` tells the person: the
+        session runs, and `verify` will never call its log sealed.
         """
+        self._loader = (load, warn)
+        self.key_delay = delay
+        if start:
+            self.start_signing()
+
+    def start_signing(self) -> None:
+        if self._loader is None or self._sealer is not None or self._closing.is_set():
+            return
+        load, warn = self._loader
 
         def seal_loop() -> None:
+            # The lookup is ~150 ms of Python holding the GIL: run it after the server's first answers
+            # have gone through, not beside them (a close comes first: then at once).
+            self._closing.wait(self.key_delay)
             try:
                 signer = load()
             except MCPBoxError as exc:
@@ -195,6 +213,7 @@ class SessionLog:
 
     def close(self) -> None:
         """Stop sealing, write the final seal (a log that ends without one was cut short), close."""
+        self.start_signing()  # a session refused before its sealing began still gets its seal
         self._closing.set()
         sealer, self._sealer = self._sealer, None
         if sealer is not None and sealer is not threading.current_thread():
