@@ -200,3 +200,20 @@ def test_every_supervised_end_seals_the_log(
     assert code == 0 and report["status"] == "sealed", (end, report)
     last_word = [r for r in read_log(log) if r.get("event") != "seal"][-1]
     assert last_word["event"] == ("start_failed" if end == "missing image" else "end")  # the final seal follows it
+
+
+def test_the_session_bus_is_found_when_the_client_passes_no_address(
+    kr_home: Home, keyring: KeyringSession, docker_clean: Any
+) -> None:
+    # The SDK passes no DBUS_SESSION_BUS_ADDRESS; systemd puts the bus at $XDG_RUNTIME_DIR/bus.
+    bus = keyring.env["DBUS_SESSION_BUS_ADDRESS"].removeprefix("unix:path=")
+    (kr_home.runtime / "bus").symlink_to(bus)
+    anyio.run(_time_without_bus_address, kr_home)
+    (path,) = kr_home.session_logs()
+    code, (report,) = verify(kr_home, path.stem)
+    assert code == 0 and report["status"] == "sealed", report
+
+
+async def _time_without_bus_address(home: Home) -> None:
+    async with sdk_client("time", home) as client:
+        await client.call_tool("get_current_time", {"timezone": "UTC"})

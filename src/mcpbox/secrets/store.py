@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,8 +60,30 @@ def _chained(backend: Any) -> list[Any]:
     return list(inner) if backend_name(backend) == "keyring.backends.chainer.ChainerBackend" and inner else [backend]
 
 
+def find_session_bus() -> None:
+    """Point D-Bus clients at the user's session bus when the environment does not say where it is.
+
+    MCP clients start servers with a minimal environment (the official SDK passes HOME, PATH,
+    SHELL, TERM, USER and LOGNAME), so DBUS_SESSION_BUS_ADDRESS is usually gone, and the Secret
+    Service library does not look further. systemd and dbus-broker put the bus at
+    $XDG_RUNTIME_DIR/bus (/run/user/UID/bus): libdbus's own fallback, taken here only if that
+    socket exists and belongs to this user.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    bus = Path(runtime) / "bus"
+    try:
+        info = bus.stat()
+    except OSError:
+        return
+    if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+        os.environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={bus}"
+
+
 def secure_backend() -> Any:
     """The keyring backend to use, or a :class:`KeyringError` that says how to get a real one."""
+    find_session_bus()
     try:
         import keyring  # noqa: PLC0415 - ~50 ms with its backends; only secret commands and secret runs pay
 
