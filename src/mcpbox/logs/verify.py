@@ -23,6 +23,7 @@ from pathlib import Path
 from mcpbox import paths
 from mcpbox.errors import SessionNotFoundError
 from mcpbox.logs.signing import Verifier, seal_message
+from mcpbox.logs.timeline import process_alive
 from mcpbox.logs.writer import GENESIS
 
 MAX_LINE = 64 * 1024 * 1024
@@ -194,14 +195,7 @@ def running(path: Path) -> bool:
         pid, started = int(first["pid"]), float(first["t"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    import psutil  # noqa: PLC0415
-
-    try:
-        process = psutil.Process(pid)
-        # A recycled pid belongs to a process started after the session was.
-        return process.create_time() <= started + 1
-    except (psutil.Error, OSError):
-        return False
+    return process_alive(pid, started)
 
 
 def find_log(session: str) -> Path:
