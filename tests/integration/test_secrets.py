@@ -192,6 +192,34 @@ def test_secret_reaches_the_server_and_nothing_else(
     assert {r["direction"] for r in masked} >= {"s2c", "stderr"}
     assert all(r["secrets"] == [MARK] for r in masked)
     assert files_holding(value.encode(), kr_home.root, keyring.root) == []
+    assert_absent_from_everything_made_of_the_log(kr_home, log_path, value)
+
+
+def assert_absent_from_everything_made_of_the_log(home: Home, log_path: Path, value: str) -> None:
+    """Exports, the HTML report and each viewer command: none may hold the value in any spelling."""
+    stem = log_path.stem
+    commands = {
+        "export jsonl": ["export", stem, "--format", "jsonl"],
+        "export otlp": ["export", stem, "--format", "otlp"],
+        "the HTML report": ["report", stem, "-o", "-"],
+        "show --full": ["show", stem, "--full"],
+        "show --json": ["show", stem, "--json"],
+        "tail --json": ["tail", stem, "-n", "100000", "--json"],
+        "search --json": ["search", "--text", "secret", "--json"],
+        "list --json": ["list", "--json"],
+        "stats --json": ["stats", "--json"],
+        "verify --json": ["verify", stem, "--json"],
+    }
+    for what, args in commands.items():
+        done = subprocess.run(
+            [MCPBOX, "logs", *args], env=home.full_env(), capture_output=True, check=False, timeout=60
+        )
+        assert done.returncode == 0, (what, done.stderr)
+        assert done.stdout, what
+        assert_absent(f"`mcpbox logs {' '.join(args)}`", done.stdout + done.stderr, value)
+        if what in ("export jsonl", "export otlp", "show --full", "the HTML report"):
+            # Positive control: the leaks are in there, masked; a search that saw nothing would pass too.
+            assert MARK.encode() in done.stdout.replace(b"&#x27;", b"'"), what
 
 
 def test_sdk_client_in_both_eras_sees_only_masked_values(
