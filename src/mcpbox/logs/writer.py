@@ -155,9 +155,9 @@ class SessionLog:
     ) -> None:
         """Seal this log with the key ``load`` returns: every SEAL_EVERY seconds while records come, and at close.
 
-        ``load`` fetches the key from the OS keyring: ~100 ms of imports and D-Bus, so it runs in
-        the sealing thread, started now or by :meth:`start_signing` (`mcpbox run` starts it while
-        the server boots, when its own main thread is idle), and at the latest by :meth:`close`.
+        ``load`` fetches the key from the OS keyring: ~150 ms of imports and D-Bus, so it runs in
+        the sealing thread, ``delay`` seconds after that starts: now, or when :meth:`start_signing`
+        is called (`mcpbox run`: once the sandbox is up), and at the latest in :meth:`close`.
         If it fails, the log says so in an ``unsigned`` record and ``warn`` tells the person: the
         session runs, and `verify` will never call its log sealed.
         """
@@ -186,7 +186,8 @@ class SessionLog:
                 return
             with self._lock:
                 self._signer = signer
-                self._seal(final=False)
+                if not self._closing.is_set():  # closing: the final seal follows at once
+                    self._seal(final=False)
             while not self._closing.wait(SEAL_EVERY):
                 with self._lock:
                     if self.seq > self._sealed_seq:
