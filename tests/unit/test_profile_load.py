@@ -82,8 +82,27 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("user by name", {"user": "root"}, "user", "numeric"),
     ("unconfined seccomp", {"seccomp": "unconfined"}, "seccomp", "never allowed"),
     ("unknown seccomp name", {"seccomp": "loose"}, "seccomp", "one of"),
-    ("network allow-list not yet supported", {"network": {"allow": ["x:443"]}}, "network", "not supported"),
     ("network bridge", {"network": "bridge"}, "network", "expected none"),
+    ("allow without port", {"network": {"allow": ["api.github.com"]}}, "network.allow[0]", "has no port"),
+    ("allow single label", {"network": {"allow": ["x:443"]}}, "network.allow[0]", "two labels"),
+    ("allow port zero", {"network": {"allow": ["a.example:0"]}}, "network.allow[0]", "port from 1 to 65535"),
+    ("allow port too big", {"network": {"allow": ["a.example:65536"]}}, "network.allow[0]", "port from 1"),
+    ("allow *.tld", {"network": {"allow": ["*.com:443"]}}, "network.allow[0]", "below a registered name"),
+    ("allow everything", {"network": {"allow": ["0.0.0.0/0:443"]}}, "network.allow[0]", "every address"),
+    ("allow bad cidr", {"network": {"allow": ["10.0.0.1/8:80"]}}, "network.allow[0]", "host bits zero"),
+    ("allow bare ipv6", {"network": {"allow": ["2001:db8::1:443"]}}, "network.allow[0]", "in brackets"),
+    ("allow bad label", {"network": {"allow": ["a_b.example:443"]}}, "network.allow[0]", "host:port"),
+    ("allow second entry", {"network": {"allow": ["a.example:1", "b"]}}, "network.allow[1]", "has no port"),
+    ("allow empty", {"network": {"allow": []}}, "network.allow", "allows nothing"),
+    ("allow a string", {"network": {"allow": "a.example:443"}}, "network.allow", "list of host:port"),
+    ("network typo", {"network": {"alow": ["a.example:443"]}}, "network.alow", "unknown key"),
+    ("dns by name", {"network": {"allow": ["a.example:1"], "dns": ["ns.example"]}}, "network.dns[0]", "IP address"),
+    (
+        "host network",
+        {"network": {"allow": ["a.example:1"], "docker_networks": ["host"]}},
+        "docker_networks[0]",
+        "host",
+    ),
     ("secret var not a name", {"secrets": {"1BAD": "t"}}, "secrets", "environment variable names"),
     ("secret entry with a slash", {"secrets": {"T": "a/b"}}, "secrets.T", "keyring entry name"),
     ("secret entry starting with _", {"secrets": {"T": "_mcpbox-log"}}, "secrets.T", "keyring entry name"),
@@ -348,3 +367,29 @@ def test_secrets_short_and_long_forms(tmp_path: Path) -> None:
         SecretRef(var="DB_PASSWORD", entry="db.password", as_file=True, rotate_after_days=84),
     }
     assert SecretRef(var="DB_PASSWORD", entry="x").path == "/run/secrets/DB_PASSWORD"
+
+
+def test_a_network_allow_list_is_parsed_entry_by_entry() -> None:
+    from mcpbox.profile.load import parse_profile
+
+    entries = [
+        "API.GitHub.com:443",
+        "*.githubusercontent.com:443",
+        "10.1.2.3:5432",
+        "192.0.2.0/24:80",
+        "[2001:db8::1]:443",
+    ]
+    data = {"name": "n", "image": "i", "network": {"allow": entries, "dns": ["198.18.0.2"], "docker_networks": ["t"]}}
+    network = parse_profile(data).network
+    assert [(d.kind, d.host, d.port) for d in network.allow] == [
+        ("name", "api.github.com", 443),
+        ("wildcard", "githubusercontent.com", 443),
+        ("ip", "10.1.2.3", 5432),
+        ("cidr", "192.0.2.0/24", 80),
+        ("ip", "2001:db8::1", 443),
+    ]
+    assert network.dns == ("198.18.0.2",) and network.docker_networks == ("t",)
+    assert not network.none and parse_profile({"name": "n", "image": "i"}).network.none
+    shown = parse_profile(data).loosenings()
+    assert "network: may open TCP connections to *.githubusercontent.com:443" in shown
+    assert "network: joins the Docker network t" in shown

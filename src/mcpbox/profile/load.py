@@ -6,6 +6,7 @@ was expected; nothing is started from a profile that did not load cleanly.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -25,9 +26,11 @@ from mcpbox.profile.model import (
     SERVER_REQUEST_KINDS,
     ArgRule,
     Build,
+    Destination,
     LogSettings,
     Mount,
     NameFilter,
+    Network,
     Policy,
     Profile,
     Resources,
@@ -416,17 +419,83 @@ def _secret(sub: _Reader, var: str, spec: Any) -> SecretRef:
     return SecretRef(var=var, entry=entry, as_file=kind == "file", rotate_after_days=days)
 
 
-def _network(reader: _Reader) -> None:
+MAX_DESTINATIONS = 256
+LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+DOCKER_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _network(reader: _Reader) -> Network:
     value = reader.get("network")
     if value is None or value == "none":
-        return
-    if isinstance(value, Mapping):
-        reader.fail(
-            "network",
-            "",
-            why=("egress allow-lists are not supported by this version of mcpbox; use network: none (the default)"),
-        )
-    reader.fail("network", "none", value)
+        return Network()
+    if not isinstance(value, Mapping):
+        reader.fail("network", "none, or a mapping with allow: [host:port, ...]", value)
+    sub = _Reader(reader.file, value, "network")
+    sub.check_keys({"allow", "dns", "docker_networks"})
+    entries = _string_list(sub, "allow", "a list of host:port entries")
+    if not entries:
+        sub.fail(sub.key("allow"), "", why="an empty allow-list allows nothing; say network: none instead")
+    if len(entries) > MAX_DESTINATIONS:
+        sub.fail(sub.key("allow"), f"at most {MAX_DESTINATIONS} entries", f"{len(entries)} entries")
+    allow = tuple(_destination(sub, f"{sub.key('allow')}[{i}]", entry) for i, entry in enumerate(entries))
+    dns: list[str] = []
+    for i, server in enumerate(_string_list(sub, "dns", "a list of IP addresses")):
+        try:
+            dns.append(str(ipaddress.ip_address(server)))
+        except ValueError:
+            sub.fail(f"{sub.key('dns')}[{i}]", "an IP address (resolvers are reached by address)", server)
+    networks = _string_list(sub, "docker_networks", "a list of Docker network names")
+    for i, name in enumerate(networks):
+        if not DOCKER_NETWORK_RE.match(name) or name in ("host", "none", "default"):
+            why = "the host's own network is never joined" if name == "host" else ""
+            sub.fail(f"{sub.key('docker_networks')}[{i}]", "the name of a Docker bridge network", name, why=why)
+    return Network(allow=tuple(dict.fromkeys(allow)), dns=tuple(dns), docker_networks=tuple(networks))
+
+
+def _string_list(reader: _Reader, name: str, expected: str) -> list[str]:
+    value = reader.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        reader.fail(reader.key(name), expected, value)
+    return list(value)
+
+
+def _destination(reader: _Reader, key: str, entry: str) -> Destination:
+    """``name:port``, ``*.name:port``, ``IP:port``, ``CIDR:port``; IPv6 in brackets."""
+    expected = "host:port, where host is a DNS name, *.name, an IP address or a CIDR network (IPv6 in [brackets])"
+    if entry.startswith("["):
+        host, sep, port_text = entry[1:].partition("]:")
+    else:
+        host, sep, port_text = entry.rpartition(":")
+    if not sep or not host:
+        reader.fail(key, expected, entry, why=f"{entry!r} has no port; every entry names one ({expected})")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        reader.fail(key, "a port from 1 to 65535 after the last ':'", entry)
+    port = int(port_text)
+    if "/" in host:
+        try:
+            network = ipaddress.ip_network(host, strict=True)
+        except ValueError:
+            reader.fail(key, f"{expected}; {host!r} is not a network with its host bits zero", entry)
+        if network.prefixlen == 0:
+            reader.fail(key, "", why=f"{entry!r} would allow every address; list the networks the server needs")
+        return Destination("cidr", str(network), port, entry)
+    if ":" in host and not entry.startswith("["):
+        reader.fail(key, "", why=f"{entry!r}: an IPv6 address goes in brackets, as in [2001:db8::1]:443")
+    try:
+        return Destination("ip", str(ipaddress.ip_address(host)), port, entry)
+    except ValueError:
+        pass
+    name = host.lower().rstrip(".")
+    wildcard = name.startswith("*.")
+    labels = name[2:].split(".") if wildcard else name.split(".")
+    if not all(LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
+        reader.fail(key, expected, entry)
+    if len(labels) < 2:
+        why = "a wildcard must sit below a registered name (*.example.com)" if wildcard else ""
+        reader.fail(key, f"{expected}; a name needs at least two labels (example.com)", entry, why=why)
+    return Destination("wildcard" if wildcard else "name", ".".join(labels), port, entry)
 
 
 def _build(reader: _Reader) -> Build | None:
@@ -624,7 +693,6 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
     description = reader.string("description", default="") or ""
     if any(is_control(c) for c in description):
         reader.fail("description", "", why="control characters (terminal escapes) are not allowed")
-    _network(reader)
     return Profile(
         name=name,
         image=image,
@@ -634,6 +702,7 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
         env=(env := _env(reader)),
         secrets=_secrets(reader, env),
         mounts=_mounts(reader, base),
+        network=_network(reader),
         resources=_resources(reader),
         seccomp=_seccomp(reader, base),
         user=_user(reader),

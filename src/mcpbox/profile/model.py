@@ -29,6 +29,40 @@ ENTRY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SECRETS_DIR = "/run/secrets"  # a tmpfs readable by the server's user alone, when a profile asks for files
 
 
+DestinationKind = Literal["name", "wildcard", "ip", "cidr"]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One `network.allow` entry: where the server may open TCP connections.
+
+    ``host`` is a lower-case DNS name (``name``), the suffix after ``*.`` (``wildcard``: any
+    name below it), an IP address (``ip``) or a network in CIDR form (``cidr``).
+    """
+
+    kind: DestinationKind
+    host: str
+    port: int
+    entry: str  # as the profile wrote it, for messages and `profile show`
+
+    @property
+    def by_name(self) -> bool:
+        return self.kind in ("name", "wildcard")
+
+
+@dataclass(frozen=True)
+class Network:
+    """``network: none`` (no ``allow``, the default) or an egress allow-list."""
+
+    allow: tuple[Destination, ...] = ()
+    dns: tuple[str, ...] = ()  # upstream resolvers for listed names; empty: the engine's (the host's)
+    docker_networks: tuple[str, ...] = ()  # Docker networks the egress side also joins, to reach their containers
+
+    @property
+    def none(self) -> bool:
+        return not self.allow
+
+
 @dataclass(frozen=True)
 class Mount:
     source: Path  # absolute, resolved host path that existed at load time
@@ -185,6 +219,7 @@ class Profile:
     env: tuple[tuple[str, str], ...] = ()
     secrets: tuple[SecretRef, ...] = ()
     mounts: tuple[Mount, ...] = ()
+    network: Network = field(default_factory=Network)
     resources: Resources = field(default_factory=Resources)
     seccomp: str = DEFAULT_SECCOMP  # a name in seccomp/ or an absolute path
     user: str = DEFAULT_USER
@@ -232,6 +267,10 @@ class Profile:
             mode, default = getattr(policy.server_requests, kind), getattr(safe.server_requests, kind)
             if mode != default and (mode == "allow" or default == "deny"):
                 found.append(f"policy.server_requests.{kind} is {mode} instead of {default}")
+        for destination in self.network.allow:
+            found.append(f"network: may open TCP connections to {destination.entry}")
+        for name in self.network.docker_networks:
+            found.append(f"network: joins the Docker network {name}")
         if not self.log.sign:
             found.append("log.sign is off: this profile's session logs carry no signatures")
         return found

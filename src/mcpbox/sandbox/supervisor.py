@@ -51,6 +51,11 @@ class Sandbox:
 
     def start(self) -> socket.socket:
         """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
+        if not self.profile.network.none:
+            raise SandboxError(
+                f"profile {self.profile.name} has a network allow-list, which this build of mcpbox cannot enforce yet.",
+                "Remove network: from the profile (the server then has no network at all).",
+            )
         self.engine = engine = Engine()
         body = create_body(self.profile, current_owner(self.session), engine.image_config(self.profile.image))
         self.container_id = cid = engine.create(body, container_name(self.session))
