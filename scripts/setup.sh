@@ -14,6 +14,11 @@ BASE_IMAGE="mcpbox/base:bookworm"
 TIME_VERSION="2026.10.19"
 TIME_IMAGE="mcpbox/time:${TIME_VERSION}"
 HOSTILE_IMAGE="mcpbox/hostile:test"
+EGRESS_IMAGE="mcpbox/egress:bookworm"
+# dnsmasq (with nftset support), nft, and what they need beyond the base image; dpkg -i in the
+# build fails loudly if this list falls short of their dependencies.
+EGRESS_PACKAGES=(dnsmasq-base nftables libnftables1 libnftnl11 libmnl0 libjansson4 libxtables12 libedit2 libbsd0
+    libdbus-1-3 libnetfilter-conntrack3 libnfnetlink0)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -125,13 +130,33 @@ ensure_hostile_image() {
     build_image -t "$HOSTILE_IMAGE" "$ROOT/tests/images/hostile"
 }
 
+ensure_egress_image() {
+    # Rebuilt when its files, the package list or the base image change; labelled with their digest.
+    local inputs
+    inputs="$( (cat "$ROOT"/images/egress/* && echo "${EGRESS_PACKAGES[*]}" \
+        && docker image inspect -f '{{.Id}}' "$BASE_IMAGE") | sha256sum | cut -c1-16)"
+    [ "$(docker image inspect -f '{{index .Config.Labels "org.mcpbox.inputs"}}' "$EGRESS_IMAGE" 2>/dev/null)" = "$inputs" ] \
+        && return
+    local ctx="$CACHE/build-egress"
+    rm -rf "$ctx"; mkdir -p "$ctx/debs"
+    log "downloading ${EGRESS_PACKAGES[*]}"
+    # The host is bookworm like the image, so its apt fetches the image's packages.
+    (cd "$ctx/debs" && apt-get download -q -o APT::Sandbox::User=root "${EGRESS_PACKAGES[@]}" >/dev/null) \
+        || { log "apt-get download failed (run apt-get update?)"; exit 1; }
+    cp "$ROOT"/images/egress/* "$ctx/"
+    log "building $EGRESS_IMAGE offline"
+    build_image --label "org.mcpbox.inputs=$inputs" -t "$EGRESS_IMAGE" "$ctx"
+    rm -rf "$ctx"
+}
+
 main() {
     ensure_packages
     ensure_engine
     ensure_base_image
     ensure_time_image
     ensure_hostile_image
-    log "ready: $(docker version --format 'engine {{.Server.Version}}') with $BASE_IMAGE, $TIME_IMAGE, $HOSTILE_IMAGE"
+    ensure_egress_image
+    log "ready: $(docker version --format 'engine {{.Server.Version}}') with $BASE_IMAGE, $TIME_IMAGE, $HOSTILE_IMAGE, $EGRESS_IMAGE"
 }
 
 main "$@"
