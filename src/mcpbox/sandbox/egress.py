@@ -108,7 +108,7 @@ class _Sets:
 def render_dnsmasq(network: Network) -> str:
     """dnsmasq's configuration: listed names go to the upstreams and into their sets; nothing else leaves."""
     sets = _Sets(network.allow)
-    wildcards = [dest.host for dest in network.allow if dest.kind == "wildcard"]
+    wildcards = list(dict.fromkeys(dest.host for dest in network.allow if dest.kind == "wildcard"))
     lines = [
         "# mcpbox egress resolver: answers listed names only.",
         "port=53",
@@ -128,23 +128,26 @@ def render_dnsmasq(network: Network) -> str:
         # Every name not matched by a more specific line below: NXDOMAIN, and no upstream hears of it.
         "address=/#/",
     ]
+    # Which queries are forwarded. dnsmasq takes the longest matching pattern; /name/ matches the
+    # name and every name below it, /*.suffix/ only the names below the suffix.
     for pattern in sets.index:
-        covering = [f"*.{w}" for w in wildcards if f"*.{w}" != pattern and _covers(w, pattern.removeprefix("*."))]
         lines += [f"server=/{pattern}/{upstream}" for upstream in _upstreams(network)]
-        lines.append(f"nftset=/{pattern}/{sets.spec([pattern, *covering])}")
-        if pattern.startswith("*."):
-            continue
-        # dnsmasq's /name/ also matches every subdomain: names below a listed name are refused,
-        # unless a listed wildcard covers them (then they count for the wildcard's entries only).
-        below = f"*.{pattern}"
+    for name in (pattern for pattern in sets.index if not pattern.startswith("*.")):
+        below = f"*.{name}"
         if below in sets.index:
             continue
-        covering = [f"*.{w}" for w in wildcards if _covers(w, pattern)]
-        if covering:
+        if any(_covers(wildcard, name) for wildcard in wildcards):  # a listed wildcard covers the names below
             lines += [f"server=/{below}/{upstream}" for upstream in _upstreams(network)]
-            lines.append(f"nftset=/{below}/{sets.spec(covering)}")
         else:
             lines.append(f"address=/{below}/")
+    # Which sets an answer fills. Here dnsmasq knows no `*.` form: it takes the one nftset line whose
+    # domain is the longest suffix of the name, so each line lists the sets of every entry that can
+    # match there. Where a listed name is also a listed wildcard's suffix or lies below one, its
+    # line serves the names below it too, whose answers then also fill the name's own set.
+    for domain in dict.fromkeys(pattern.removeprefix("*.") for pattern in sets.index):
+        members = [domain] if domain in sets.index else []
+        members += [f"*.{wildcard}" for wildcard in wildcards if _covers(wildcard, domain)]
+        lines.append(f"nftset=/{domain}/{sets.spec(members)}")
     return "\n".join(lines) + "\n"
 
 
