@@ -570,3 +570,64 @@ def test_a_ruleset_the_kernel_refuses_is_reported_and_never_ready(made: Made, la
     assert egress.ended.wait(15), egress.lines
     assert not egress.ready.is_set()
     assert any(line.startswith(b"mcpbox-egress: error: nft refused the ruleset") for line in egress.lines), egress.lines
+
+
+# Resolves by A query only (an AAAA query Docker cannot answer would be forwarded to the host's
+# resolvers), then connects by address.
+DOCKER_DNS_PROBE = r"""
+import json, os, socket, struct
+lab = json.loads(os.environ["LAB"])
+report = {}
+def resolve(name):
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)})
+    except socket.gaierror as exc:
+        return f"gaierror {exc.errno}"
+report["listed"] = resolve(lab["web_container"])
+report["unlisted"] = resolve(lab["other_container"])
+try:
+    with socket.create_connection((report["listed"][0], 8080), timeout=10):
+        report["connect"] = "ok"
+except OSError as exc:
+    report["connect"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(report))
+"""
+
+
+def run_probe(made: Made, egress: Egress, script: str, lab: dict[str, str]) -> dict[str, Any]:
+    """A script in the egress container's namespace as the server would run: uid 65534, no capability."""
+    api = made.api
+    probe: str = api.create_container(
+        BASE_IMAGE,
+        ["python3", "-I", "-c", script],
+        user="65534:65534",
+        environment={"LAB": json.dumps(lab)},
+        labels=made.labels,
+        host_config=api.create_host_config(
+            network_mode=f"container:{egress.id}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"]
+        ),
+    )["Id"]
+    made.containers.append(probe)
+    api.start(probe)
+    assert api.wait(probe, timeout=60)["StatusCode"] == 0, api.logs(probe).decode()
+    report: dict[str, Any] = json.loads(api.logs(probe, stderr=False).decode().strip().splitlines()[-1])
+    return report
+
+
+def test_without_upstreams_listed_names_resolve_through_dockers_resolver(made: Made, lab: Lab) -> None:
+    # Docker's resolver answers the names of containers on the network itself: the default path
+    # (no network.dns), with no query leaving the lab.
+    web = f"egresstest-web-{made.tag}"
+    body = egress_body(Network(allow=(Destination("name", web, 8080, f"{web}:8080"),)), owner(made), "egress-test")
+    body["HostConfig"]["NetworkMode"] = lab.network
+    egress = start_egress(made, body, f"egresstest-default-{made.tag}")
+    assert egress.ready.wait(15), egress.lines
+    report = run_probe(
+        made, egress, DOCKER_DNS_PROBE, {"web_container": web, "other_container": lab.ips["other_container"]}
+    )
+    assert report == {"listed": [lab.ips["web_ip"]], "unlisted": f"gaierror {socket.EAI_NONAME}", "connect": "ok"}
+    assert egress.wait_for(b'"verdict":"allow"'), egress.lines
+    records = [r for r in map(parse_line, egress.lines) if r is not None]
+    assert {"kind": "dns", "step": "forward", "verdict": "allow", "name": web, "upstream": "127.0.0.11"} in [
+        {k: v for k, v in r.items() if k != "id"} for r in records
+    ]

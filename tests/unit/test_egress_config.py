@@ -257,6 +257,11 @@ def test_the_image_agrees_with_the_renderer_on_the_log_group_and_the_resolver_ui
             | {"result": "NXDOMAIN"},
         ),
         (
+            b"dnsmasq[9]: 1 127.0.0.1/54911 nftset add 4 inet mcpbox_egress name0_4 198.18.125.10 target.mcpbox.test",
+            {"kind": "dns", "step": "set", "id": 1, "verdict": "allow", "name": "target.mcpbox.test"}
+            | {"address": "198.18.125.10"},
+        ),
+        (
             b"dnsmasq[9]: possible DNS-rebind attack detected: private.mcpbox.test",
             {"kind": "dns", "step": "answer", "verdict": "refuse", "reason": "private address"}
             | {"name": "private.mcpbox.test"},
@@ -275,7 +280,6 @@ def test_parse_line_turns_each_verdict_into_fields(line: bytes, fields: dict[str
         b'mcpbox-egress: {"kind":"ready"}',
         b"mcpbox-egress: [1, 2]",
         b"dnsmasq[9]: started, version 2.90 cache disabled",
-        b"dnsmasq[9]: 1 127.0.0.1/54911 nftset add 4 inet mcpbox_egress name0_4 198.18.125.10 target.mcpbox.test",
         b"",
         b"\xff\xfe not utf-8",
     ],

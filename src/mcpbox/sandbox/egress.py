@@ -306,6 +306,7 @@ _DNSMASQ = re.compile(rb"^dnsmasq\[\d+\]: (?:(?P<id>\d+) (?P<peer>\S+) )?(?P<mes
 _QUERY = re.compile(r"^query\[(?P<type>[A-Za-z0-9]+)\] (?P<name>\S+) from (?P<client>\S+)$")
 _FORWARDED = re.compile(r"^forwarded (?P<name>\S+) to (?P<upstream>\S+)$")
 _REPLY = re.compile(r"^(?P<source>reply|cached|config) (?P<name>\S+) is (?P<result>.+)$")
+_SET = re.compile(r"^nftset add [46] inet \S+ \S+ (?P<address>\S+) (?P<name>\S+)$")
 _REBIND = re.compile(r"^possible DNS-rebind attack detected: (?P<name>\S+)$")
 
 
@@ -322,6 +323,8 @@ def _dns(message: str) -> dict[str, Any] | None:
         return {"kind": "dns", "step": "query", **match.groupdict()}
     if match := _FORWARDED.match(message):
         return {"kind": "dns", "step": "forward", "verdict": "allow", **match.groupdict()}
+    if match := _SET.match(message):  # from now on the rules let the server reach this address
+        return {"kind": "dns", "step": "set", "verdict": "allow", **match.groupdict()}
     if match := _REBIND.match(message):
         return {"kind": "dns", "step": "answer", "verdict": "refuse", "reason": "private address", **match.groupdict()}
     if match := _REPLY.match(message):
@@ -341,10 +344,10 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     """One output line of the egress container as session-log fields, or None for any other line.
 
     ``{"kind": "connect", "proto", "src", "dest", "verdict": "allow"|"refuse", "entry" | "reason", "uid"}``
-    for a connection attempt; ``{"kind": "dns", "step": "query"|"forward"|"answer", "name", ...}`` for
-    the resolver's log, where "forward" and "answer" carry a verdict and an answer carries its
-    addresses (``answer``) or result (``NXDOMAIN``...). dnsmasq numbers each query (``id``) so its
-    lines can be put together."""
+    for a connection attempt; ``{"kind": "dns", "step": "query"|"forward"|"answer"|"set", "name", ...}``
+    for the resolver's log, where all but "query" carry a verdict, an answer carries its addresses
+    (``answer``) or result (``NXDOMAIN``...), and "set" the ``address`` the rules now let through.
+    dnsmasq numbers each query (``id``) so that its lines can be put together."""
     line = line.rstrip(b"\r\n")
     if line.startswith(LINE_PREFIX):
         try:
