@@ -19,8 +19,8 @@ setup: venv
 	bash scripts/setup.sh
 
 lint: venv
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts images
+	$(BIN)/ruff format --check src tests bench scripts images
 	$(BIN)/mypy
 
 test: setup lint

@@ -59,7 +59,14 @@ def dry_run(name_or_path: str) -> dict[str, Any]:
             {"var": ref.var, "entry": ref.entry, "as": "file" if ref.as_file else "env"} for ref in profile.secrets
         ]
         result["secrets_note"] = "values are read from the OS keyring at run and sent over stdin, never in this body"
-    result["body"] = create_body(profile, owner, image)
+    if profile.network.none:
+        result["body"] = create_body(profile, owner, image)
+        return result
+    from mcpbox.sandbox.egress import egress_body  # noqa: PLC0415
+
+    # The server joins the namespace of an egress container that holds the rules and the resolver.
+    result["egress_body"] = egress_body(profile.network, owner, profile.name)
+    result["body"] = create_body(profile, owner, image, egress="<the egress container>")
     return result
 
 
@@ -81,11 +88,16 @@ def run(name_or_path: str, *, stdin_fd: int = 0, stdout_fd: int = 1, stderr_fd: 
         log.close()
 
 
-def _remove_orphan(container_id: str) -> None:
+def _remove_orphan(container_ids: list[str], networks: list[str]) -> None:
     """Runs in the guardian process, and imports the engine client only if it must act."""
     from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
 
-    Engine(timeout=10).remove(container_id)
+    engine = Engine(timeout=10)
+    for container_id in container_ids:
+        with contextlib.suppress(MCPBoxError):
+            engine.remove(container_id)
+    for network in networks:  # after the containers: a network in use cannot be removed
+        engine.remove_network(network)
 
 
 def _run(session: str, profile: Profile, log: SessionLog, fds: tuple[int, int, int]) -> RunResult:

@@ -85,6 +85,7 @@ ESCAPE_TOOLS = {
 RELAY_TOOLS = {
     "echo",
     "echo_raw",
+    "net_probe",
     "stop_reading",
     "forge_response",
     "noise",

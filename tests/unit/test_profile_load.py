@@ -103,6 +103,7 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
         "docker_networks[0]",
         "host",
     ),
+    ("resolver's uid", {"user": "5353:5353", "network": {"allow": ["a.example:1"]}}, "user", "resolver's own"),
     ("secret var not a name", {"secrets": {"1BAD": "t"}}, "secrets", "environment variable names"),
     ("secret entry with a slash", {"secrets": {"T": "a/b"}}, "secrets.T", "keyring entry name"),
     ("secret entry starting with _", {"secrets": {"T": "_mcpbox-log"}}, "secrets.T", "keyring entry name"),
@@ -393,3 +394,10 @@ def test_a_network_allow_list_is_parsed_entry_by_entry() -> None:
     shown = parse_profile(data).loosenings()
     assert "network: may open TCP connections to *.githubusercontent.com:443" in shown
     assert "network: joins the Docker network t" in shown
+
+
+def test_the_profile_loader_knows_the_resolvers_uid() -> None:
+    from mcpbox.profile.load import RESOLVER_UID
+    from mcpbox.sandbox.egress import RESOLVER_UID as EGRESS_RESOLVER_UID
+
+    assert RESOLVER_UID == EGRESS_RESOLVER_UID

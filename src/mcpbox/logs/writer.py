@@ -145,7 +145,7 @@ class SessionLog:
             head["text"] = data[:MAX_TEXT].decode("utf-8", "replace").rstrip("\r\n")
         self._write(head)
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: str, /, **fields: Any) -> None:
         self._write({"dir": "event", "event": name, **fields})
 
     # ---- seals ---------------------------------------------------------------

@@ -420,14 +420,21 @@ def _secret(sub: _Reader, var: str, spec: Any) -> SecretRef:
 
 
 MAX_DESTINATIONS = 256
+RESOLVER_UID = 5353  # the egress container's resolver (mcpbox.sandbox.egress.RESOLVER_UID; a test keeps them equal)
 LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 DOCKER_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def _network(reader: _Reader) -> Network:
+def _network(reader: _Reader, user: str) -> Network:
     value = reader.get("network")
     if value is None or value == "none":
         return Network()
+    if user.partition(":")[0] == str(RESOLVER_UID):
+        reader.fail(
+            "user",
+            "",
+            why=f"uid {RESOLVER_UID} is the allow-list resolver's own (its traffic passes the DNS rules); use another",
+        )
     if not isinstance(value, Mapping):
         reader.fail("network", "none, or a mapping with allow: [host:port, ...]", value)
     sub = _Reader(reader.file, value, "network")
@@ -702,7 +709,7 @@ def parse_profile(data: Any, file: Path | None = None, *, default_name: str | No
         env=(env := _env(reader)),
         secrets=_secrets(reader, env),
         mounts=_mounts(reader, base),
-        network=_network(reader),
+        network=_network(reader, _user(reader)),
         resources=_resources(reader),
         seccomp=_seccomp(reader, base),
         user=_user(reader),

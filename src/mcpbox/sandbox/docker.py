@@ -135,6 +135,47 @@ class Engine:
         with _translated("removing the sandbox"):
             _ignore_gone(lambda: self.api.remove_container(container_id, force=True))
 
+    def create_network(self, name: str, labels: dict[str, str]) -> str:
+        """A bridge network of its own for one session's egress side (no IPv6, not attachable by others)."""
+        with _translated(f"creating the network {name}"):
+            result = self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+            return str(result["Id"])
+
+    def connect(self, network: str, container_id: str) -> None:
+        with _translated(f"joining the Docker network {network}"):
+            self.api.connect_container_to_network(container_id, network)
+
+    def remove_network(self, network: str) -> None:
+        with _translated(f"removing the network {network}"):
+            _ignore_gone(lambda: self.api.remove_network(network))
+
+    def networks(self, session: str | None = None) -> list[SandboxInfo]:
+        """mcpbox's own networks (labelled like its containers), for `gc`."""
+        label = f"{LABEL_SESSION}={session}" if session else LABEL_SESSION
+        with _translated("listing networks"):
+            rows = self.api.networks(filters={"label": label})
+        # A network row has a name (not names), an ISO creation time and no state: shaped like a container's.
+        return [_info({**row, "Names": [row.get("Name", "?")], "Created": 0, "State": "network"}) for row in rows]
+
+    def output_lines(self, container_id: str) -> Iterator[bytes]:
+        """The container's stdout and stderr, line by line, from now until it exits.
+        Called before the container starts, so that nothing it prints first is missed."""
+        with _translated("attaching to the egress container"):
+            chunks = self.api.attach(container_id, stdout=True, stderr=True, stream=True, logs=False, demux=True)
+
+        def lines() -> Iterator[bytes]:
+            pending = {0: b"", 1: b""}
+            try:
+                for pair in chunks:
+                    for index, chunk in enumerate(pair):
+                        if chunk:
+                            *done, pending[index] = (pending[index] + chunk).split(b"\n")
+                            yield from done
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+                return  # the container is gone: its output ends here
+
+        return lines()
+
     def sandboxes(self, session: str | None = None) -> list[SandboxInfo]:
         label = f"{LABEL_SESSION}={session}" if session else LABEL_SESSION
         with _translated("listing sandboxes"):

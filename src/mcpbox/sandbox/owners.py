@@ -81,4 +81,9 @@ def collect_garbage(engine: Engine, *, min_age: float = 0.0) -> list[SandboxInfo
         if is_orphan(info, host):
             engine.remove(info.id)
             removed.append(info)
+    # A session's own network goes after its containers: the engine refuses to remove one in use.
+    for info in engine.networks():
+        if is_orphan(info, host):
+            engine.remove_network(info.id)
+            removed.append(info)
     return removed

@@ -95,8 +95,25 @@ def server_argv(profile: Profile, image: ImageConfig) -> list[str]:
     return argv
 
 
-def create_body(profile: Profile, owner: Owner, image: ImageConfig | None = None) -> dict[str, Any]:
-    """The `POST /containers/create` body for ``profile``, locked down."""
+def labels(owner: Owner, profile_name: str) -> dict[str, str]:
+    """What marks a container or network as a session's, and whose: `ps`, `stop` and `gc` go by these."""
+    return {
+        LABEL_SESSION: owner.session,
+        LABEL_PROFILE: profile_name,
+        LABEL_PARENT_PID: str(owner.pid),
+        LABEL_PARENT_STARTED: f"{owner.started:.3f}",
+        LABEL_HOST: owner.host,
+        LABEL_VERSION: __version__,
+    }
+
+
+def create_body(
+    profile: Profile, owner: Owner, image: ImageConfig | None = None, *, egress: str | None = None
+) -> dict[str, Any]:
+    """The `POST /containers/create` body for ``profile``, locked down.
+
+    ``egress``: the id of the session's egress container, whose network namespace (and so its
+    rules and resolver) the server joins; without one the server has no network at all."""
     image = image or ImageConfig()
     res = profile.resources
     host_config: dict[str, Any] = {
@@ -146,14 +163,7 @@ def create_body(profile: Profile, owner: Owner, image: ImageConfig | None = None
         "Env": [f"{name}={value}" for name, value in profile.env],
         "User": profile.user,
         "Hostname": "sandbox",
-        "Labels": {
-            LABEL_SESSION: owner.session,
-            LABEL_PROFILE: profile.name,
-            LABEL_PARENT_PID: str(owner.pid),
-            LABEL_PARENT_STARTED: f"{owner.started:.3f}",
-            LABEL_HOST: owner.host,
-            LABEL_VERSION: __version__,
-        },
+        "Labels": labels(owner, profile.name),
         "AttachStdin": True,
         "AttachStdout": True,
         "AttachStderr": True,
@@ -166,6 +176,12 @@ def create_body(profile: Profile, owner: Owner, image: ImageConfig | None = None
         "StopTimeout": 2,
         "HostConfig": host_config,
     }
+    if egress is not None:
+        # The egress container's namespace: its interfaces, its nftables rules (which the server,
+        # with no capability, cannot change) and its resolver. A hostname cannot be set there.
+        host_config["NetworkMode"] = f"container:{egress}"
+        body["NetworkDisabled"] = False
+        del body["Hostname"]
     if profile.secrets:
         # Values never enter this body: the shim receives them over stdin (see mcpbox.secrets.handoff).
         body["Entrypoint"] = handoff.entrypoint()

@@ -12,20 +12,21 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import Enum
 
-from mcpbox.errors import EngineError, MCPBoxError, SandboxError
+from mcpbox.errors import EngineError, MCPBoxError, SandboxError, SessionNotFoundError
 from mcpbox.logs.writer import SessionLog
 from mcpbox.profile import Profile
 from mcpbox.sandbox.docker import Engine
 from mcpbox.sandbox.owners import collect_garbage, current_owner
-from mcpbox.sandbox.spec import container_name, create_body
+from mcpbox.sandbox.spec import Owner, container_name, create_body, labels
 from mcpbox.sandbox.watchdog import Watchdog
 from mcpbox.secrets import handoff
 from mcpbox.secrets.store import Resolved
 
 REMOVAL_WAIT = 5.0
+EGRESS_READY_WAIT = 15.0
 
 
 class State(Enum):
@@ -45,19 +46,19 @@ class Sandbox:
         self.state = State.NEW
         self.engine: Engine | None = None
         self.container_id: str | None = None
+        self.egress_id: str | None = None  # with a network allow-list: the container holding the rules
+        self.network: str | None = None  # ... and the session's own bridge network
         # Resolved with the exit code once the engine has removed the (auto-removing) container.
         self.exited: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._watchdog = watchdog
 
     def start(self) -> socket.socket:
         """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
-        if not self.profile.network.none:
-            raise SandboxError(
-                f"profile {self.profile.name} has a network allow-list, which this build of mcpbox cannot enforce yet.",
-                "Remove network: from the profile (the server then has no network at all).",
-            )
         self.engine = engine = Engine()
-        body = create_body(self.profile, current_owner(self.session), engine.image_config(self.profile.image))
+        owner = current_owner(self.session)
+        image = engine.image_config(self.profile.image)  # before anything is made: a missing image costs nothing
+        egress = None if self.profile.network.none else self._start_egress(engine, owner)
+        body = create_body(self.profile, owner, image, egress=egress)
         self.container_id = cid = engine.create(body, container_name(self.session))
         self._watchdog.guard(cid)
         sock = engine.attach(cid)
@@ -83,6 +84,59 @@ class Sandbox:
                 ) from exc
             self.log.event("secrets_injected", names=[item.ref.entry for item in self._secrets])
         return sock
+
+    def _start_egress(self, engine: Engine, owner: Owner) -> str:
+        """The session's network side: its own bridge network, and the egress container that holds
+        the rules and the resolver, running and ready before the server exists."""
+        from mcpbox.sandbox import egress  # noqa: PLC0415 - only profiles with an allow-list pay
+
+        network = self.network = egress.session_network(self.session)
+        engine.create_network(network, labels(owner, self.profile.name))
+        self._watchdog.guard_network(network)
+        body = egress.egress_body(self.profile.network, owner, self.profile.name)
+        self.egress_id = cid = engine.create(body, f"mcpbox-egress-{self.session}")
+        self._watchdog.guard(cid)
+        for name in self.profile.network.docker_networks:  # the session's own network is in the body
+            try:
+                engine.connect(name, cid)
+            except SessionNotFoundError as error:
+                raise SandboxError(
+                    f"profile {self.profile.name}: the Docker network {name!r} does not exist.",
+                    f"Create it (`docker network create {name}`) or remove it from network.docker_networks.",
+                ) from error
+        lines = engine.output_lines(cid)
+        engine.start(cid)
+        ready = threading.Event()
+        threading.Thread(target=self._egress_records, args=(lines, ready), name="mcpbox-egress", daemon=True).start()
+        if not ready.wait(EGRESS_READY_WAIT):
+            raise SandboxError(
+                f"the egress container of session {self.session} did not install its rules within "
+                f"{EGRESS_READY_WAIT:.0f} s; the server was not started.",
+                "Run `mcpbox doctor`, and check that the image mcpbox/egress:bookworm is built (scripts/setup.sh).",
+            )
+        self.log.event(
+            "egress_ready", container=cid, network=network, allow=[d.entry for d in self.profile.network.allow]
+        )
+        return cid
+
+    def _egress_records(self, lines: Iterator[bytes], ready: threading.Event) -> None:
+        """Every DNS query and connection attempt the egress side reports becomes a session-log record."""
+        from mcpbox.sandbox.egress import READY, parse_line  # noqa: PLC0415
+
+        # Read to the end, whatever a line holds: the egress side writes synchronously, and a reader
+        # that stopped would stall the session's DNS and lose the connection log.
+        for line in lines:
+            if READY in line:
+                ready.set()
+                continue
+            try:
+                fields = parse_line(line)
+                if fields is not None:
+                    self.log.event("net", **fields)
+                elif line.strip():
+                    self.log.text("stderr", line, verdict="forward", reason="egress container output")
+            except Exception as exc:  # one bad line must not end the record of the rest
+                self.log.event("egress_log_error", error=f"{type(exc).__name__}: {exc}")
 
     def _wait_exit(self) -> None:
         assert self.engine is not None and self.container_id is not None  # noqa: S101 - set before the thread
@@ -115,8 +169,27 @@ class Sandbox:
         try:
             if self.engine is not None and self.container_id is not None and self.state is not State.REMOVED:
                 removed = self._remove(stderr_fd)
+            if self.engine is not None and (self.egress_id or self.network):
+                removed = self._remove_egress() and removed
         finally:
             self._watchdog.release(cleaned_up=removed)
+
+    def _remove_egress(self) -> bool:
+        """The egress container, then the network (which cannot go while a container is on it)."""
+        assert self.engine is not None  # noqa: S101 - checked by remove()
+        try:
+            if self.egress_id is not None:
+                self.engine.remove(self.egress_id)
+                self.log.event("removed", container=self.egress_id, role="egress")
+                self.egress_id = None
+            if self.network is not None:
+                self.engine.remove_network(self.network)
+                self.log.event("removed", network=self.network)
+                self.network = None
+        except MCPBoxError as error:
+            self.log.event("remove_failed", container=self.egress_id, network=self.network, reason=str(error))
+            return False
+        return True
 
     def _remove(self, stderr_fd: int) -> bool:
         assert self.engine is not None and self.container_id is not None  # noqa: S101 - checked by remove()

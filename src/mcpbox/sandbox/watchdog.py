@@ -24,8 +24,8 @@ class Watchdog:
         self.pid = pid
 
     @classmethod
-    def start(cls, remove: Callable[[str], None]) -> Watchdog:
-        """Fork the guardian; ``remove(container_id)`` runs in it if the owner dies."""
+    def start(cls, remove: Callable[[list[str], list[str]], None]) -> Watchdog:
+        """Fork the guardian; ``remove(container_ids, networks)`` runs in it if the owner dies."""
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child; exercised by the SIGKILL tests
@@ -38,6 +38,10 @@ class Watchdog:
 
     def guard(self, container_id: str) -> None:
         os.write(self._fd, f"id {container_id}\n".encode())
+
+    def guard_network(self, network: str) -> None:
+        """Removed after the containers, which must leave it first."""
+        os.write(self._fd, f"net {network}\n".encode())
 
     def release(self, *, cleaned_up: bool = True) -> None:
         """If the owner cleaned up, the guardian exits without touching the engine;
@@ -54,7 +58,7 @@ class Watchdog:
                 os.waitpid(self.pid, 0)
 
 
-def _guard(read_fd: int, remove: Callable[[str], None]) -> None:  # pragma: no cover - child process
+def _guard(read_fd: int, remove: Callable[[list[str], list[str]], None]) -> None:  # pragma: no cover - child process
     os.setsid()
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
@@ -68,8 +72,9 @@ def _guard(read_fd: int, remove: Callable[[str], None]) -> None:  # pragma: no c
         data += chunk
     if data.endswith(_DONE):
         return
-    ids = [line[3:] for line in data.decode().splitlines() if line.startswith("id ")]
-    for container_id in ids:
-        # Nothing to report to from here; `mcpbox gc` at the next start retries.
-        with contextlib.suppress(Exception):
-            remove(container_id)
+    lines = data.decode().splitlines()
+    ids = [line[3:] for line in lines if line.startswith("id ")]
+    networks = [line[4:] for line in lines if line.startswith("net ")]
+    # Nothing to report to from here; `mcpbox gc` at the next start retries.
+    with contextlib.suppress(Exception):
+        remove(ids, networks)

@@ -1263,6 +1263,54 @@ def tool_echo(call: ToolCall) -> str:
     return call.str_arg("text")
 
 
+def tool_net_probe(call: ToolCall) -> str:
+    """What a server's own network code can do from inside the sandbox: resolve a name, open a
+    TCP connection, speak HTTP with a client that ignores every proxy setting, send UDP and wait
+    for an answer. Each outcome with how long it took, so tests can tell "refused" from "hung"."""
+    host = call.str_arg("host")
+    port = call.int_arg("port", 80, 1, 65535)
+    what = call.choice_arg("what", "tcp", ("resolve", "tcp", "http", "udp", "dns_direct"))
+    timeout = call.float_arg("timeout", 5.0, 0.1, 30.0)
+    started = time.monotonic()
+    report: JSONObject = {"what": what, "host": host, "port": port}
+    try:
+        if what == "resolve":
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            report["addresses"] = sorted({str(info[4][0]) for info in infos})
+        elif what == "tcp":
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                sock.sendall(b"mcpbox-probe\n")
+                sock.settimeout(timeout)
+                report["reply"] = sock.recv(256).decode("utf-8", "replace")
+        elif what == "http":
+            import urllib.request
+
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy, whatever env says
+            with opener.open(f"http://{host}:{port}/", timeout=timeout) as response:
+                report["status"] = response.status
+        elif what == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(timeout)
+                sock.sendto(b"mcpbox-probe", (host, port))
+                report["reply"] = sock.recv(256).decode("utf-8", "replace")
+        else:  # a DNS query sent straight to a resolver of our choosing, past the one we were given
+            query = (
+                b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                + b"".join(bytes([len(label)]) + label.encode() for label in call.str_arg("name").split("."))
+                + b"\x00\x00\x01\x00\x01"
+            )
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(timeout)
+                sock.sendto(query, (host, port))
+                report["reply"] = sock.recv(512).hex()
+        report["outcome"] = "ok"
+    except OSError as exc:
+        report["outcome"] = "timeout" if isinstance(exc, TimeoutError) else "error"
+        report["error"] = describe_exc(exc)
+    report["seconds"] = round(time.monotonic() - started, 3)
+    return json.dumps(report)
+
+
 def tool_echo_raw(call: ToolCall) -> str:
     # The exact bytes of the request line that invoked this tool, so tests can
     # check that a relay forwards what it received, byte for byte.
@@ -2108,6 +2156,19 @@ TOOLS: Final[dict[str, Tool]] = {
         # -- relay tests -----------------------------------------------------
         Tool("echo", "Return text unchanged.", tool_echo, {"text": {"type": "string"}}, ("text",)),
         Tool("echo_raw", "Return the base64 of this request's raw line.", tool_echo_raw),
+        Tool(
+            "net_probe",
+            "Resolve, connect (TCP, HTTP without proxies, UDP) or query a resolver directly; report each outcome.",
+            tool_net_probe,
+            {
+                "host": {"type": "string"},
+                "port": _int_schema("Port", 80, 1),
+                "what": {"type": "string", "enum": ["resolve", "tcp", "http", "udp", "dns_direct"]},
+                "name": {"type": "string", "description": "for dns_direct: the name to ask for"},
+                "timeout": {"type": "number", "default": 5},
+            },
+            ("host",),
+        ),
         Tool("stop_reading", "Stop reading stdin for good (after this request).", tool_stop_reading),
         Tool(
             "forge_response",
