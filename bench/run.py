@@ -13,7 +13,9 @@
 (f) the policy chain's own cost per message, in-process (bench/policy_cost.py):
     a real relay fed in memory, policy off vs on, no Docker;
 (g) the session log writer's cost per record, in-process (bench/log_cost.py):
-    full payloads vs metadata only vs full with the sealing thread, and one seal.
+    full payloads vs metadata only vs full with the sealing thread, and one seal;
+(h) the network allow-list (bench/network_cost.py): TCP set-up by address and by
+    name through a real egress container vs a plain bridge, and the egress side's start.
 
 With the private keyring running, every `mcpbox run` of (a,b,d) seals its log
 (the default); without it, the logs are unsigned and (a) says so.
@@ -60,6 +62,7 @@ import psutil
 import yaml
 
 import log_cost  # bench/, beside this file
+import network_cost  # bench/, beside this file
 import policy_cost  # bench/, beside this file: `python bench/run.py` puts it on sys.path
 from mcpbox import paths
 from mcpbox._version import __version__
@@ -998,7 +1001,15 @@ def report(results: dict[str, Any]) -> str:
     add("    each alone in a bare interpreter (ms):")
     add("      " + ", ".join(f"{m} {ms:.0f}" for m, ms in imports["alone_ms"].items()))
     add("")
-    out += [*policy_cost.lines(results["policy"]), "", *log_cost.lines(results["log"]), "", "targets"]
+    out += [
+        *policy_cost.lines(results["policy"]),
+        "",
+        *log_cost.lines(results["log"]),
+        "",
+        *network_cost.lines(results["network"]),
+        "",
+        "targets",
+    ]
     for target in results["targets"]:
         add(f"    {target['name']:44} {target['measured']:>14}   {verdict(target['met'])}")
     if results["retried"]:
@@ -1122,6 +1133,16 @@ def run_policy_cost(args: argparse.Namespace) -> dict[str, Any]:
     return policy_cost.run(args.policy_rounds, args.policy_warmup)
 
 
+def run_network_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """(h): the network allow-list's connection set-up and start-up (bench/network_cost.py)."""
+    print("bench: the network allow-list ...", file=sys.stderr)
+    quick = args.quick
+    return network_cost.run(
+        network_cost.QUICK_CONNECTS if quick else network_cost.CONNECTS,
+        network_cost.QUICK_STARTS if quick else network_cost.STARTS,
+    )
+
+
 def run_log_cost(args: argparse.Namespace) -> dict[str, Any]:
     """(g): the session log writer's own cost per record, in-process (bench/log_cost.py)."""
     print("bench: the session log writer in-process ...", file=sys.stderr)
@@ -1188,7 +1209,7 @@ def main(argv: list[str] | None = None) -> int:
             "run_ms": run_imports(ctx, args.import_runs),
             "alone_ms": {module: alone_imports(module, args.import_runs) for module in ALONE_IMPORTS},
         }
-        results.update(policy=run_policy_cost(args), log=run_log_cost(args))
+        results.update(policy=run_policy_cost(args), log=run_log_cost(args), network=run_network_cost(args))
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["retried"] = failures
 

@@ -401,3 +401,23 @@ def test_the_profile_loader_knows_the_resolvers_uid() -> None:
     from mcpbox.sandbox.egress import RESOLVER_UID as EGRESS_RESOLVER_UID
 
     assert RESOLVER_UID == EGRESS_RESOLVER_UID
+
+
+def test_cli_show_prints_the_effective_allow_list(home: Home) -> None:
+    import json
+
+    allow = ["api.github.com:443", "*.githubusercontent.com:443", "10.1.2.3:5432"]
+    home.write_profile("netted", {"image": "x:1", "network": {"allow": allow, "dns": ["198.18.0.53"]}})
+    show = [MCPBOX, "profile", "show", "netted"]
+    text = subprocess.run(show, capture_output=True, text=True, env=home.full_env(), check=True).stdout
+    for entry in allow:
+        assert f"network allows     tcp to {entry}" in text
+        assert f"may open TCP connections to {entry}" in text  # and each is listed as a loosening
+    done = subprocess.run([*show, "--json"], capture_output=True, text=True, env=home.full_env(), check=True)
+    network = json.loads(done.stdout)["container"]["network"]
+    assert [item["entry"] for item in network["allow"]] == allow and network["dns"] == ["198.18.0.53"]
+    home.write_profile("closed", {"image": "x:1"})
+    closed = subprocess.run(
+        [*show[:3], "closed", "--json"], capture_output=True, text=True, env=home.full_env(), check=True
+    )
+    assert json.loads(closed.stdout)["container"]["network"] == "none"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mcpbox.cli.output import emit_json, emit_table, emit_text
+
+if TYPE_CHECKING:
+    from mcpbox.profile import Profile
 
 app = typer.Typer(help="List, inspect and check sandbox profiles.", no_args_is_help=True)
 
@@ -56,7 +59,7 @@ def _effective(name: str) -> dict[str, Any]:
             "seccomp": str(seccomp_path(profile)),
             "read_only_root": True,
             "tmp": "/tmp tmpfs, noexec, nosuid, nodev, 64 MiB",
-            "network": "none",
+            "network": _network(profile),
             "mounts": [{"source": str(m.source), "target": m.target, "mode": m.mode} for m in profile.mounts],
             "memory_bytes": res.memory,
             "cpus": res.cpus,
@@ -72,6 +75,21 @@ def _effective(name: str) -> dict[str, Any]:
         "log": dataclasses.asdict(profile.log),
         "build": dataclasses.asdict(profile.build) if profile.build else None,
         "loosens": profile.loosenings(),
+    }
+
+
+def _network(profile: Profile) -> str | dict[str, object]:
+    """`none`, or the effective allow-list: what the egress rules let through, entry by entry."""
+    network = profile.network
+    if network.none:
+        return "none"
+    return {
+        "allow": [
+            {"entry": d.entry, "kind": d.kind, "host": d.host, "port": d.port, "protocol": "tcp"} for d in network.allow
+        ],
+        "dns": list(network.dns) or "the engine's resolver (the host's)",
+        "docker_networks": list(network.docker_networks),
+        "everything else": "refused (TCP reset, ICMP for the rest); names not listed get NXDOMAIN",
     }
 
 
@@ -99,6 +117,14 @@ def show(  # noqa: PLR0912 - one branch per section printed
         if key == "mounts":
             for m in value or []:
                 lines.append(f"  mount              {m['source']} -> {m['target']} ({m['mode']})")
+            continue
+        if key == "network" and isinstance(value, dict):
+            for item in value["allow"]:
+                lines.append(f"  network allows     tcp to {item['entry']}")
+            lines.append(f"  network dns        {value['dns']}")
+            for joined in value["docker_networks"]:
+                lines.append(f"  network joins      {joined}")
+            lines.append(f"  network otherwise  {value['everything else']}")
             continue
         lines.append(f"  {key:<18} {value}")
     lines.append("policy")
