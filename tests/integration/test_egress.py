@@ -27,8 +27,8 @@ import pytest
 from docker.utils.socket import STDERR, STDOUT, frames_iter
 
 from mcpbox.profile.model import Destination, Network
-from mcpbox.sandbox.egress import EGRESS_IMAGE, LABEL_ROLE, READY, egress_body, parse_line, session_network
-from mcpbox.sandbox.spec import Owner
+from mcpbox.sandbox.egress import EGRESS_IMAGE, READY, egress_body, parse_line, session_network
+from mcpbox.sandbox.spec import LABEL_ROLE, Owner
 
 pytestmark = pytest.mark.docker
 

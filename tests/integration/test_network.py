@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.conftest import Home, RawClient, hostile_profile, read_log, sdk_client, wait_until_gone
+from tests.conftest import MCPBOX, Home, RawClient, hostile_profile, read_log, sdk_client, wait_until_gone
 
 pytestmark = pytest.mark.docker
 
@@ -174,7 +175,7 @@ def test_only_listed_destinations_are_reached_and_the_rest_fail_fast(
     assert any(r.get("verdict") == "allow" for r in net) and any(r.get("verdict") == "refuse" for r in net)
 
 
-@pytest.mark.parametrize("end", ["client closes", "SIGKILL of mcpbox", "server crash"])
+@pytest.mark.parametrize("end", ["client closes", "SIGTERM", "SIGKILL of mcpbox", "server crash", "mcpbox stop"])
 def test_nothing_of_the_egress_side_outlives_the_session(
     home: Home, lab: Lab, docker_clean: Any, raw_clients: list[RawClient], end: str
 ) -> None:
@@ -189,6 +190,12 @@ def test_nothing_of_the_egress_side_outlives_the_session(
     if end == "client closes":
         client.close_stdin()
         client.wait()
+    elif end == "SIGTERM":
+        client.proc.send_signal(signal.SIGTERM)
+        client.wait()
+    elif end == "mcpbox stop":
+        subprocess.run([MCPBOX, "stop", session], env=home.full_env(), check=True, timeout=60, capture_output=True)
+        client.wait()
     elif end == "server crash":
         client.send({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "crash", "arguments": {}}})
         client.wait()
@@ -200,3 +207,32 @@ def test_nothing_of_the_egress_side_outlives_the_session(
     while docker_api.networks(names=[f"mcpbox-net-{session}"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert docker_api.networks(names=[f"mcpbox-net-{session}"]) == []
+
+
+def test_a_refused_start_leaves_no_egress_side(home: Home, lab: Lab, docker_clean: Any) -> None:
+    docker_api = docker_clean
+    hostile_profile(
+        home, "netted-bad", network={"allow": ["web.mcpbox.test:7000"], "docker_networks": ["mcpbox-no-such-net"]}
+    )
+    client = RawClient("netted-bad", home)
+    try:
+        answer = client.initialize()
+        assert (
+            "mcpbox-no-such-net" in answer["error"]["message"] and "docker network create" in answer["error"]["message"]
+        )
+        client.wait()
+    finally:
+        client.kill()
+    (log_path,) = home.session_logs()
+    assert wait_until_gone(docker_api, log_path.stem) == []
+    assert docker_api.networks(names=[f"mcpbox-net-{log_path.stem}"]) == []
+
+
+def test_logs_show_lists_the_network_records(home: Home, lab: Lab, docker_clean: Any) -> None:
+    profile = allow_profile(home, lab, "netted-show")
+    anyio.run(probes, home, profile, [{"what": "tcp", "host": lab.other, "port": 7000, "timeout": 5}])
+    (log_path,) = home.session_logs()
+    shown = subprocess.run(
+        [MCPBOX, "logs", "show", log_path.stem], env=home.full_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert "net" in shown and f"{lab.other}:7000" in shown and "refuse" in shown, shown

@@ -14,7 +14,6 @@ import pytest
 from mcpbox.profile.model import Destination, Network
 from mcpbox.sandbox.egress import (
     EGRESS_IMAGE,
-    LABEL_ROLE,
     LOG_GROUP,
     READY,
     RESOLVER_UID,
@@ -24,7 +23,7 @@ from mcpbox.sandbox.egress import (
     render_nft,
     session_network,
 )
-from mcpbox.sandbox.spec import LABEL_SESSION, Owner
+from mcpbox.sandbox.spec import LABEL_ROLE, LABEL_SESSION, Owner
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner(session="s1", pid=4242, started=1.5, host="laptop")

@@ -26,6 +26,7 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Machine-readable outp
             "parent_pid": r.parent_pid,
             "orphan": is_orphan(r, host),
             "created": r.created,
+            "role": r.role,
         }
         for r in rows
     ]
@@ -34,12 +35,13 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Machine-readable outp
         return
     now = time.time()
     emit_table(
-        ["SESSION", "PROFILE", "CONTAINER", "STATE", "PID", "AGE", "ORPHAN"],
+        ["SESSION", "PROFILE", "CONTAINER", "ROLE", "STATE", "PID", "AGE", "ORPHAN"],
         [
             (
                 d["session"],
                 d["profile"],
                 d["container"],
+                d["role"],
                 d["state"],
                 d["parent_pid"],
                 f"{int(now - d['created'])}s",

@@ -23,6 +23,7 @@ from mcpbox.sandbox.spec import (
     LABEL_PARENT_PID,
     LABEL_PARENT_STARTED,
     LABEL_PROFILE,
+    LABEL_ROLE,
     LABEL_SESSION,
     ImageConfig,
 )
@@ -45,6 +46,7 @@ class SandboxInfo:
     host: str
     state: str
     created: int
+    role: str = "server"  # or "egress": the container holding a session's network allow-list
 
 
 @contextmanager
@@ -141,6 +143,14 @@ class Engine:
             result = self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
             return str(result["Id"])
 
+    def has_network(self, network: str) -> bool:
+        with _translated(f"looking up the network {network}"):
+            try:
+                self.api.inspect_network(network)
+            except docker.errors.NotFound:
+                return False
+            return True
+
     def connect(self, network: str, container_id: str) -> None:
         with _translated(f"joining the Docker network {network}"):
             self.api.connect_container_to_network(container_id, network)
@@ -203,4 +213,5 @@ def _info(row: dict[str, Any]) -> SandboxInfo:
         host=labels.get(LABEL_HOST, ""),
         state=str(row.get("State", "")),
         created=int(row.get("Created", 0)),
+        role=labels.get(LABEL_ROLE, "server"),
     )

@@ -34,12 +34,11 @@ import re
 from typing import Any
 
 from mcpbox.profile.model import Destination, Network
-from mcpbox.sandbox.spec import Owner, labels
+from mcpbox.sandbox.spec import LABEL_ROLE, Owner, labels
 
 EGRESS_IMAGE = "mcpbox/egress:bookworm"
 READY = b"mcpbox-egress: ready"  # printed once the rules and the resolver are in place
 LINE_PREFIX = b"mcpbox-egress: "
-LABEL_ROLE = "mcpbox.role"
 ROLE_EGRESS = "egress"
 RESOLVER_UID = 5353  # dnsmasq's uid in the image; a server must not run as it
 DOCKER_DNS = "127.0.0.11"  # Docker's embedded resolver, on user-defined networks

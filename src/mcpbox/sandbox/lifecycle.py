@@ -11,7 +11,9 @@ STOP_TIMEOUT = 2
 def stop_session(session: str, engine: Engine | None = None) -> str:
     """Stop the sandbox of ``session`` (a full id or a unique prefix); returns the full id."""
     engine = engine or Engine()
-    matches = [s for s in engine.sandboxes() if s.session.startswith(session)] if session else []
+    # The server's container: once it is gone, its mcpbox tears down the rest (the egress side too).
+    candidates = [s for s in engine.sandboxes() if s.role == "server"]
+    matches = [s for s in candidates if s.session.startswith(session)] if session else []
     if len(matches) != 1:
         found = "no" if not matches else f"{len(matches)}"
         raise SessionNotFoundError(

@@ -25,6 +25,7 @@ LABEL_PARENT_PID = "mcpbox.parent_pid"
 LABEL_PARENT_STARTED = "mcpbox.parent_started"
 LABEL_HOST = "mcpbox.host"
 LABEL_VERSION = "mcpbox.version"
+LABEL_ROLE = "mcpbox.role"  # "egress" on a session's egress container; the server's has none
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from enum import Enum
 
-from mcpbox.errors import EngineError, MCPBoxError, SandboxError, SessionNotFoundError
+from mcpbox.errors import EngineError, MCPBoxError, SandboxError
 from mcpbox.logs.writer import SessionLog
 from mcpbox.profile import Profile
 from mcpbox.sandbox.docker import Engine
@@ -90,6 +90,12 @@ class Sandbox:
         the rules and the resolver, running and ready before the server exists."""
         from mcpbox.sandbox import egress  # noqa: PLC0415 - only profiles with an allow-list pay
 
+        for name in self.profile.network.docker_networks:  # checked first: a refusal then leaves nothing to remove
+            if not engine.has_network(name):
+                raise SandboxError(
+                    f"profile {self.profile.name}: the Docker network {name!r} does not exist.",
+                    f"Create it (`docker network create {name}`) or remove it from network.docker_networks.",
+                )
         network = self.network = egress.session_network(self.session)
         engine.create_network(network, labels(owner, self.profile.name))
         self._watchdog.guard_network(network)
@@ -97,13 +103,7 @@ class Sandbox:
         self.egress_id = cid = engine.create(body, f"mcpbox-egress-{self.session}")
         self._watchdog.guard(cid)
         for name in self.profile.network.docker_networks:  # the session's own network is in the body
-            try:
-                engine.connect(name, cid)
-            except SessionNotFoundError as error:
-                raise SandboxError(
-                    f"profile {self.profile.name}: the Docker network {name!r} does not exist.",
-                    f"Create it (`docker network create {name}`) or remove it from network.docker_networks.",
-                ) from error
+            engine.connect(name, cid)
         lines = engine.output_lines(cid)
         engine.start(cid)
         ready = threading.Event()
