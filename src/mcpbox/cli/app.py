@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mcpbox._version import __version__
-from mcpbox.cli import approvals_cmd, logs_cmd, pins_cmd, profile_cmd, run_cmd, sandbox_cmd, secret_cmd
+from mcpbox.cli import approvals_cmd, doctor_cmd, logs_cmd, pins_cmd, profile_cmd, run_cmd, sandbox_cmd, secret_cmd
 
 app = typer.Typer(
     name="mcpbox",
@@ -39,3 +39,4 @@ app.add_typer(logs_cmd.app, name="logs")
 app.command("ps")(sandbox_cmd.ps)
 app.command("stop")(sandbox_cmd.stop)
 app.command("gc")(sandbox_cmd.gc)
+app.command("doctor")(doctor_cmd.doctor)
