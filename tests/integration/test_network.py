@@ -236,3 +236,20 @@ def test_logs_show_lists_the_network_records(home: Home, lab: Lab, docker_clean:
         [MCPBOX, "logs", "show", log_path.stem], env=home.full_env(), capture_output=True, text=True, check=True
     ).stdout
     assert "net" in shown and f"{lab.other}:7000" in shown and "refuse" in shown, shown
+
+
+def test_gc_removes_a_network_whose_session_is_gone(home: Home, docker_clean: Any) -> None:
+    from mcpbox.sandbox.owners import this_host
+    from mcpbox.sandbox.spec import Owner, labels
+
+    session = f"gone-{secrets.token_hex(3)}"
+    owner = Owner(session=session, pid=999_999_999, started=1.0, host=this_host())  # no such process
+    name = f"mcpbox-net-{session}"
+    docker_clean.create_network(name, driver="bridge", labels=labels(owner, "netted"))
+    try:
+        done = subprocess.run([MCPBOX, "gc", "--json"], env=home.full_env(), capture_output=True, text=True, check=True)
+        assert session in done.stdout
+        assert docker_clean.networks(names=[name]) == []
+    finally:
+        if docker_clean.networks(names=[name]):
+            docker_clean.remove_network(name)
