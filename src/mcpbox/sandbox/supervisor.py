@@ -106,12 +106,16 @@ class Sandbox:
             engine.connect(name, cid)
         lines = engine.output_lines(cid)
         engine.start(cid)
-        ready = threading.Event()
-        threading.Thread(target=self._egress_records, args=(lines, ready), name="mcpbox-egress", daemon=True).start()
-        if not ready.wait(EGRESS_READY_WAIT):
+        ready, said = threading.Event(), list[bytes]()
+        reader = threading.Thread(target=self._egress_records, args=(lines, ready, said), name="mcpbox-egress")
+        reader.daemon = True
+        reader.start()
+        # Set by the ready line, or by the egress container's output ending without one (it failed).
+        if not ready.wait(EGRESS_READY_WAIT) or not said or said[-1] != egress.READY:
+            why = b" / ".join(said[-3:]).decode("utf-8", "replace") or f"no ready line within {EGRESS_READY_WAIT:.0f} s"
             raise SandboxError(
-                f"the egress container of session {self.session} did not install its rules within "
-                f"{EGRESS_READY_WAIT:.0f} s; the server was not started.",
+                f"the egress container of session {self.session} did not install its rules ({why}); "
+                "the server was not started.",
                 "Run `mcpbox doctor`, and check that the image mcpbox/egress:bookworm is built (scripts/setup.sh).",
             )
         self.log.event(
@@ -119,13 +123,16 @@ class Sandbox:
         )
         return cid
 
-    def _egress_records(self, lines: Iterator[bytes], ready: threading.Event) -> None:
-        """Every DNS query and connection attempt the egress side reports becomes a session-log record."""
+    def _egress_records(self, lines: Iterator[bytes], ready: threading.Event, said: list[bytes]) -> None:
+        """Every DNS query and connection attempt the egress side reports becomes a session-log record.
+        Until the ready line, what it says is kept in ``said`` too, for the error if it never comes."""
         from mcpbox.sandbox.egress import READY, parse_line  # noqa: PLC0415
 
         # Read to the end, whatever a line holds: the egress side writes synchronously, and a reader
         # that stopped would stall the session's DNS and lose the connection log.
         for line in lines:
+            if not ready.is_set():
+                said.append(READY if READY in line else line.strip())
             if READY in line:
                 ready.set()
                 continue
@@ -137,6 +144,7 @@ class Sandbox:
                     self.log.text("stderr", line, verdict="forward", reason="egress container output")
             except Exception as exc:  # one bad line must not end the record of the rest
                 self.log.event("egress_log_error", error=f"{type(exc).__name__}: {exc}")
+        ready.set()  # the output ended: if it never said ready, the start fails now, not after the timeout
 
     def _wait_exit(self) -> None:
         assert self.engine is not None and self.container_id is not None  # noqa: S101 - set before the thread
