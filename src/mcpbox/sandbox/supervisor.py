@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 from enum import Enum
+from typing import Any
 
 from mcpbox.errors import EngineError, MCPBoxError, SandboxError
 from mcpbox.logs.writer import SessionLog
@@ -27,6 +28,7 @@ from mcpbox.secrets.store import Resolved
 
 REMOVAL_WAIT = 5.0
 EGRESS_READY_WAIT = 15.0
+MAX_NET_RECORDS = 100_000  # per session: ~30 MB of DNS and connection records
 
 
 class State(Enum):
@@ -48,6 +50,7 @@ class Sandbox:
         self.container_id: str | None = None
         self.egress_id: str | None = None  # with a network allow-list: the container holding the rules
         self.network: str | None = None  # ... and the session's own bridge network
+        self.net_records = 0
         # Resolved with the exit code once the engine has removed the (auto-removing) container.
         self.exited: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._watchdog = watchdog
@@ -139,12 +142,21 @@ class Sandbox:
             try:
                 fields = parse_line(line)
                 if fields is not None:
-                    self.log.event("net", **fields)
+                    self._net_record(fields)
                 elif line.strip():
                     self.log.text("stderr", line, verdict="forward", reason="egress container output")
             except Exception as exc:  # one bad line must not end the record of the rest
                 self.log.event("egress_log_error", error=f"{type(exc).__name__}: {exc}")
         ready.set()  # the output ended: if it never said ready, the start fails now, not after the timeout
+
+    def _net_record(self, fields: dict[str, Any]) -> None:
+        """A server that hammers refused destinations must not fill the user's disk: past the quota,
+        one record says so, and the rest are only counted (in the session's `net_records` event)."""
+        self.net_records += 1
+        if self.net_records <= MAX_NET_RECORDS:
+            self.log.event("net", **fields)
+        elif self.net_records == MAX_NET_RECORDS + 1:
+            self.log.event("net_quota_reached", limit=MAX_NET_RECORDS)
 
     def _wait_exit(self) -> None:
         assert self.engine is not None and self.container_id is not None  # noqa: S101 - set before the thread
@@ -188,7 +200,7 @@ class Sandbox:
         try:
             if self.egress_id is not None:
                 self.engine.remove(self.egress_id)
-                self.log.event("removed", container=self.egress_id, role="egress")
+                self.log.event("removed", container=self.egress_id, role="egress", net_records=self.net_records)
                 self.egress_id = None
             if self.network is not None:
                 self.engine.remove_network(self.network)
