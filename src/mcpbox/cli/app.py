@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 from mcpbox._version import __version__
-from mcpbox.cli import approvals_cmd, doctor_cmd, logs_cmd, pins_cmd, profile_cmd, run_cmd, sandbox_cmd, secret_cmd
+from mcpbox.cli import (
+    approvals_cmd,
+    client_cmd,
+    doctor_cmd,
+    logs_cmd,
+    pins_cmd,
+    profile_cmd,
+    run_cmd,
+    sandbox_cmd,
+    secret_cmd,
+)
 
 app = typer.Typer(
     name="mcpbox",
@@ -36,6 +46,7 @@ app.add_typer(secret_cmd.app, name="secret")
 app.add_typer(pins_cmd.app, name="pins")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(logs_cmd.app, name="logs")
+app.add_typer(client_cmd.app, name="client")
 app.command("ps")(sandbox_cmd.ps)
 app.command("stop")(sandbox_cmd.stop)
 app.command("gc")(sandbox_cmd.gc)

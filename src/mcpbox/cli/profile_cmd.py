@@ -159,3 +159,22 @@ def validate(file: Path = typer.Argument(..., help="A profile YAML file.")) -> N
 
     profile = read_profile_file(file)
     typer.echo(f"{file}: valid profile {profile.name!r}")
+
+
+@app.command("new")
+def new(
+    name: str = typer.Argument(..., help="The new profile's name (lowercase letters, digits, dashes)."),
+    from_: str = typer.Option(..., "--from", help='The command a client would run, e.g. "npx -y pkg args".'),
+    image: str | None = typer.Option(None, "--image", help="Use this image instead of the placeholder."),
+) -> None:
+    """Write a user profile that runs FROM's server in a sandbox (npx -> npm build, uvx / python -m -> pypi)."""
+    from mcpbox import paths
+    from mcpbox.clients.install import mcpbox_executable, write_profile
+    from mcpbox.clients.translate import entry_from_command_line, translate
+
+    translation = translate(name, entry_from_command_line(from_), name=name, image=image, origin=f"`{from_}`")
+    path = write_profile(translation, paths.user_profiles_dir() / f"{name}.yaml", "`mcpbox profile new --from`")
+    lines = [f"wrote {path}"]
+    lines += [f"check: {note}" for note in translation.notes]
+    lines.append(f'client config entry: {{"command": "{mcpbox_executable()}", "args": ["run", "{name}"]}}')
+    emit_text("\n".join(lines))
