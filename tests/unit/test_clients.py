@@ -1,0 +1,236 @@
+"""Client config translation and rewriting, without a keyring: secrets go to a dict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcpbox.clients.configs import Place, config_files
+from mcpbox.clients.install import install, replace_values, status, uninstall
+from mcpbox.clients.translate import Untranslatable, looks_secret, profile_name, translate
+from mcpbox.errors import UsageError
+from tests.conftest import Home
+
+EXE = "/opt/mcpbox/bin/mcpbox"
+TOKEN = "ghp_" + "a1B2" * 9
+
+
+def tr(command: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"command": command, "args": list(args)}
+    if env:
+        entry["env"] = env
+    return translate("srv", entry, name="srv").profile
+
+
+def test_npx_becomes_an_npm_build_with_the_package_executable() -> None:
+    profile = tr("npx", "-y", "@modelcontextprotocol/server-filesystem@2025.1.1", "--flag")
+    assert profile["build"] == {"npm": "@modelcontextprotocol/server-filesystem@2025.1.1"}
+    assert profile["command"] == ["mcp-server-filesystem", "--flag"]
+    assert profile["image"] == "mcpbox/srv:latest"
+
+
+def test_uvx_and_python_m_become_pypi_builds() -> None:
+    assert tr("uvx", "mcp-server-time", "--local-timezone", "UTC")["build"] == {"pypi": "mcp-server-time"}
+    assert tr("uvx", "mcp-server-time@1.2")["build"] == {"pypi": "mcp-server-time==1.2"}
+    assert tr("uvx", "--from", "git-tools==3", "git-mcp")["command"] == ["git-mcp"]
+    profile = tr("python3", "-m", "mcp_server_fetch", "--x")
+    assert profile["build"] == {"pypi": "mcp-server-fetch"}
+    assert profile["command"] == ["python", "-m", "mcp_server_fetch", "--x"]
+
+
+def test_host_paths_become_read_only_mounts_and_tilde_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "notes").mkdir()
+    profile = tr("npx", "-y", "pkg", "~/notes", f"--root={tmp_path}", "/no/such/dir")
+    assert profile["command"] == ["pkg", str(tmp_path / "notes"), f"--root={tmp_path}", "/no/such/dir"]
+    assert profile["mounts"] == [
+        {"source": str(tmp_path / "notes"), "target": str(tmp_path / "notes"), "mode": "ro"},
+        {"source": str(tmp_path), "target": str(tmp_path), "mode": "ro"},
+    ]
+
+
+def test_secrets_are_told_apart_by_name_or_format() -> None:
+    assert looks_secret("GITHUB_PERSONAL_ACCESS_TOKEN", "x")
+    assert looks_secret("OPENAI_API_KEY", "whatever")
+    assert looks_secret("DB_PASSWORD", "hunter22")
+    assert looks_secret("UPSTREAM", TOKEN)
+    assert looks_secret("SLACK", "xoxb-1234567890-abcdef")
+    assert looks_secret("AWS", "AKIAABCDEFGHIJKLMNOP")
+    assert not looks_secret("LOG_LEVEL", "debug")
+    translation = translate("gh", {"command": "npx", "args": ["-y", "x"], "env": {"GH": TOKEN, "TZ": "UTC"}}, name="gh")
+    assert translation.secrets == {"GH": ("gh.GH", TOKEN)}
+    assert translation.profile["secrets"] == {"GH": "gh.GH"}
+    assert translation.profile["env"] == {"TZ": "UTC"}
+    assert TOKEN not in json.dumps(translation.profile)
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"url": "https://example.com/mcp"}, "remote"),
+        ({"type": "sse", "command": "x"}, "remote"),
+        ({"command": "docker", "args": ["run", "-i", "img"]}, "container"),
+        ({"command": "/usr/local/bin/my-server"}, "not 'my-server'"),
+        ({"command": "npx", "args": ["-y", "x"], "env": {"API_KEY": "short"}}, "shorter than"),
+        ({"command": "npx", "args": ["-y", "x", "${input:dir}"]}, "${...}"),
+    ],
+)
+def test_untranslatable_entries_say_why(entry: dict[str, Any], reason: str) -> None:
+    with pytest.raises(Untranslatable, match=reason.replace("$", r"\$").replace("{", r"\{").replace(".", r"\.")):
+        translate("s", entry, name="s")
+
+
+def test_profile_names_are_lowercase_dashes_and_unique() -> None:
+    assert profile_name("GitHub API", set()) == "github-api"
+    assert profile_name("time", {"time", "time-2"}) == "time-3"
+    assert profile_name("!!!", set()) == "server"
+
+
+def test_only_the_replaced_value_changes() -> None:
+    text = '{\n\t"a": [1, 2],\n\t"m": {"s": {"command": "x"}, "t": 1}\n}'
+    out = replace_values(text, {("m", "s"): {"command": "y", "args": ["run", "p"]}})
+    assert out == '{\n\t"a": [1, 2],\n\t"m": {"s": {\n\t\t"command": "y",\n\t\t"args": ["run", "p"]\n\t}, "t": 1}\n}'
+
+
+ORIGINAL = """{
+    "theme": "dark",
+    "mcpServers": {
+        "time": {"command": "uvx", "args": ["mcp-server-time"]},
+        "GitHub": {
+            "type": "stdio",
+            "command": "npx",
+            "args": ["-y", "@modelcontextprotocol/server-github"],
+            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "TOKEN_HERE", "LOG_LEVEL": "debug"}
+        },
+        "remote": {"url": "https://example.com/mcp"}
+    },
+    "zLast": [1, 2, 3]
+}
+""".replace("TOKEN_HERE", TOKEN)
+
+
+@pytest.fixture
+def desktop(home: Home, tmp_path: Path) -> tuple[Place, Path, dict[str, str]]:
+    place = Place(tmp_path / "user", "linux", {}, tmp_path / "project")
+    path = config_files("claude-desktop", place)[0].path
+    path.parent.mkdir(parents=True)
+    path.write_text(ORIGINAL)
+    path.chmod(0o640)
+    return place, path, {}
+
+
+def run_install(desktop: tuple[Place, Path, dict[str, str]], **kw: Any) -> list[Any]:
+    place, _, stored = desktop
+    return install("claude-desktop", place=place, store=stored.__setitem__, executable=EXE, **kw)
+
+
+def test_install_rewrites_stdio_entries_and_keeps_the_rest(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]]
+) -> None:
+    _, path, stored = desktop
+    outcomes = {o.server: o for o in run_install(desktop)}
+    assert outcomes["time"].action == outcomes["GitHub"].action == "sandboxed"
+    assert outcomes["remote"].action == "left" and "remote" in outcomes["remote"].reason
+    text = path.read_text()
+    data = json.loads(text)
+    assert data["mcpServers"]["time"] == {"command": EXE, "args": ["run", "time-2"]}  # `time` is a built-in
+    assert data["mcpServers"]["GitHub"] == {"command": EXE, "args": ["run", "github"], "type": "stdio"}
+    assert data["mcpServers"]["remote"] == {"url": "https://example.com/mcp"}
+    assert list(data) == ["theme", "mcpServers", "zLast"]
+    assert text.startswith('{\n    "theme": "dark",\n') and text.endswith('    "zLast": [1, 2, 3]\n}\n')
+    assert '        "remote": {"url": "https://example.com/mcp"}\n' in text
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert stored == {"github.GITHUB_PERSONAL_ACCESS_TOKEN": TOKEN}
+    assert TOKEN not in text
+    for profile in home.profiles.iterdir():
+        assert TOKEN not in profile.read_text()
+    assert "LOG_LEVEL: debug" in (home.profiles / "github.yaml").read_text()
+    assert [(s.server, s.profile) for s in status("claude-desktop", desktop[0])] == [
+        ("time", "time-2"),
+        ("GitHub", "github"),
+        ("remote", None),
+    ]
+
+
+def test_install_twice_changes_nothing(home: Home, desktop: tuple[Place, Path, dict[str, str]]) -> None:
+    _, path, _ = desktop
+    run_install(desktop)
+    after = path.read_bytes()
+    profiles = sorted(home.profiles.iterdir())
+    assert {o.action for o in run_install(desktop)} == {"already", "left"}
+    assert path.read_bytes() == after
+    assert sorted(home.profiles.iterdir()) == profiles
+
+
+def test_server_limits_install_to_one_entry(home: Home, desktop: tuple[Place, Path, dict[str, str]]) -> None:
+    _, path, stored = desktop
+    assert [o.server for o in run_install(desktop, only="time")] == ["time"]
+    data = json.loads(path.read_text())
+    assert data["mcpServers"]["GitHub"]["command"] == "npx"
+    assert stored == {}
+    with pytest.raises(UsageError, match="no server named 'nope'"):
+        run_install(desktop, only="nope")
+
+
+def test_uninstall_restores_the_original_bytes(home: Home, desktop: tuple[Place, Path, dict[str, str]]) -> None:
+    place, path, _ = desktop
+    run_install(desktop, only="time")
+    run_install(desktop)  # a second install must not replace the backup of the original
+    (restored,) = uninstall("claude-desktop", place=place)
+    assert path.read_text() == ORIGINAL
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(Path(p).name for p in restored.profiles) == ["github.yaml", "time-2.yaml"]
+    assert restored.secrets == ["github.GITHUB_PERSONAL_ACCESS_TOKEN"]
+    with pytest.raises(UsageError, match="has not rewritten"):
+        uninstall("claude-desktop", place=place)
+
+
+def test_uninstall_refuses_to_drop_later_edits_unless_forced(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]]
+) -> None:
+    place, path, _ = desktop
+    run_install(desktop)
+    path.write_text(path.read_text().replace("dark", "light"))
+    with pytest.raises(UsageError, match="changed since"):
+        uninstall("claude-desktop", place=place)
+    uninstall("claude-desktop", place=place, force=True)
+    assert path.read_text() == ORIGINAL
+
+
+def test_commented_json_is_refused_not_mangled(home: Home, tmp_path: Path) -> None:
+    place = Place(tmp_path, "linux", {}, tmp_path)
+    settings = config_files("vscode", place)[1].path
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{\n  // mine\n  "mcp": {"servers": {"t": {"command": "uvx", "args": ["x"]}}}\n}\n')
+    with pytest.raises(UsageError, match="not plain JSON"):
+        install("vscode", place=place, executable=EXE)
+
+
+def test_clients_files_per_platform(tmp_path: Path) -> None:
+    mac = Place(tmp_path, "darwin", {}, tmp_path)
+    win = Place(tmp_path, "win32", {"APPDATA": "C:/Users/u/AppData/Roaming"}, tmp_path)
+    assert config_files("claude-desktop", mac)[0].path == (
+        tmp_path / "Library/Application Support/Claude/claude_desktop_config.json"
+    )
+    assert config_files("claude-desktop", win)[0].path == Path(
+        "C:/Users/u/AppData/Roaming/Claude/claude_desktop_config.json"
+    )
+    assert config_files("windsurf", mac)[0].path == tmp_path / ".codeium/windsurf/mcp_config.json"
+    assert config_files("cursor", mac)[0].path == tmp_path / ".cursor/mcp.json"
+    assert [c.path.name for c in config_files("claude-code", mac)] == [".claude.json", ".mcp.json"]
+
+
+def test_claude_code_project_servers_are_found(home: Home, tmp_path: Path) -> None:
+    place = Place(tmp_path, "linux", {}, tmp_path / "proj")
+    (tmp_path / ".claude.json").write_text(
+        json.dumps({"projects": {"/p": {"mcpServers": {"t": {"command": "uvx", "args": ["mcp-server-time"]}}}}})
+    )
+    (outcome,) = install("claude-code", place=place, executable=EXE)
+    assert outcome.action == "sandboxed"
+    data = json.loads((tmp_path / ".claude.json").read_text())
+    assert data["projects"]["/p"]["mcpServers"]["t"]["args"] == ["run", "t"]
