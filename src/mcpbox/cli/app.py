@@ -7,6 +7,7 @@ import typer
 from mcpbox._version import __version__
 from mcpbox.cli import (
     approvals_cmd,
+    build_cmd,
     client_cmd,
     doctor_cmd,
     logs_cmd,
@@ -51,3 +52,4 @@ app.command("ps")(sandbox_cmd.ps)
 app.command("stop")(sandbox_cmd.stop)
 app.command("gc")(sandbox_cmd.gc)
 app.command("doctor")(doctor_cmd.doctor)
+app.command("build")(build_cmd.build)

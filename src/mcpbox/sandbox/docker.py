@@ -92,8 +92,10 @@ class Engine:
     def image_config(self, image: str) -> ImageConfig:
         """The image's VOLUMEs, entrypoint and command; raises ImageMissingError if the image is not here."""
         with _translated(f"inspecting image {image}"):
-            config = self.api.inspect_image(image).get("Config") or {}  # type: ignore[no-untyped-call]
+            inspected = self.api.inspect_image(image)  # type: ignore[no-untyped-call]
+        config = inspected.get("Config") or {}
         return ImageConfig(
+            id=str(inspected.get("Id", "")),
             volumes=tuple(sorted(config.get("Volumes") or {})),
             entrypoint=tuple(config.get("Entrypoint") or ()),
             cmd=tuple(config.get("Cmd") or ()),

@@ -35,6 +35,7 @@ class ImageConfig:
     volumes: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
+    id: str = ""  # sha256:..., checked against the pin `mcpbox build` recorded
 
 
 @dataclass(frozen=True)

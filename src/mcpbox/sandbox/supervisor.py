@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from mcpbox.errors import EngineError, MCPBoxError, SandboxError
+from mcpbox.image_pins import check_pin
 from mcpbox.logs.writer import SessionLog
 from mcpbox.profile import Profile
 from mcpbox.sandbox.docker import Engine
@@ -60,6 +61,7 @@ class Sandbox:
         self.engine = engine = Engine()
         owner = current_owner(self.session)
         image = engine.image_config(self.profile.image)  # before anything is made: a missing image costs nothing
+        check_pin(self.profile, image.id)  # the image `mcpbox build` pinned, or a refusal saying how to re-pin
         egress = None if self.profile.network.none else self._start_egress(engine, owner)
         body = create_body(self.profile, owner, image, egress=egress)
         self.container_id = cid = engine.create(body, container_name(self.session))

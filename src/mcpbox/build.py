@@ -1,0 +1,207 @@
+"""`mcpbox build PROFILE`: the profile's image, built offline from a pinned package, and pinned by digest.
+
+The package is fetched on the host (pip or npm, which reach their registries), then installed
+into an image with `docker build --network none`: nothing the package's install does can reach
+the network, and npm install scripts do not run at all unless the profile says
+`build: {npm_scripts: true}`. The image gets the profile's `image:` name and a content tag,
+labels naming the spec, and a record in `$XDG_STATE_HOME/mcpbox/images/PROFILE.json` with its
+image id: from then on `mcpbox run` refuses an image under that name with another id. A
+CycloneDX SBOM of what was installed is written beside the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mcpbox import paths
+from mcpbox.errors import ImageMissingError, ProfileError, SandboxError
+from mcpbox.image_pins import Record, record_path, records_dir
+from mcpbox.profile import Profile
+
+BASE_IMAGE = os.environ.get("MCPBOX_BASE_IMAGE", "mcpbox/base:bookworm")
+LABEL_SPEC = "org.mcpbox.build.spec"
+LABEL_PROFILE = "org.mcpbox.build.profile"
+PYTHON = "3.11"  # the base image's python3 (Debian bookworm): wheels are fetched for it
+WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-")
+
+
+def build(profile: Profile, *, log: Any = print) -> Record:
+    """Fetch, build offline, tag, pin, and write the SBOM."""
+    spec = profile.build
+    if spec is None:
+        raise ProfileError(
+            f"profile {profile.name} has no build: key, so mcpbox does not know what to install.",
+            "Add build: {pypi: 'package==version'} or build: {npm: 'package@version'} to the profile.",
+        )
+    from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
+
+    engine = Engine(timeout=600)
+    try:
+        base_id = engine.api.inspect_image(BASE_IMAGE)["Id"]  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise ImageMissingError(
+            f"the base image {BASE_IMAGE} is not on this engine ({exc}).",
+            "Build it with `make setup` (scripts/setup.sh: debootstrap, offline), or set MCPBOX_BASE_IMAGE.",
+        ) from exc
+    with tempfile.TemporaryDirectory(prefix="mcpbox-build-") as tmp:
+        ctx = Path(tmp)
+        if spec.pypi is not None:
+            log(f"mcpbox build: downloading {spec.pypi} (wheels for Python {PYTHON})")
+            components = _fetch_pypi(spec.pypi, ctx / "wheels")
+            dockerfile = _pypi_dockerfile(spec.pypi)
+            text = spec.pypi
+        else:
+            assert spec.npm is not None  # noqa: S101 - the loader requires exactly one
+            log(f"mcpbox build: downloading {spec.npm} (npm, install scripts off)")
+            components = _fetch_npm(spec.npm, ctx / "node")
+            dockerfile = _npm_dockerfile()
+            text = spec.npm
+        content = hashlib.sha256(
+            json.dumps([text, base_id, sorted(c["hash"] for c in components)]).encode()
+        ).hexdigest()[:12]
+        dockerfile += f'LABEL {LABEL_SPEC}="{text}" {LABEL_PROFILE}="{profile.name}"\nUSER 65534:65534\n'
+        (ctx / "Dockerfile").write_text(f"FROM {base_id}\n" + dockerfile, encoding="utf-8")
+        log(f"mcpbox build: building {profile.image} offline (docker build --network none)")
+        image_id = _docker_build(engine, ctx, profile.image)
+    repository = profile.image.rsplit(":", 1)[0] if ":" in profile.image.rsplit("/", 1)[-1] else profile.image
+    content_tag = f"{repository}:{content}"
+    engine.api.tag(image_id, repository, content)
+    paths.ensure_private_dir(records_dir())
+    sbom_path = records_dir() / f"{profile.name}.cdx.json"
+    sbom_path.write_text(json.dumps(_sbom(profile, text, image_id, components), indent=1) + "\n", encoding="utf-8")
+    record = Record(profile.name, profile.image, image_id, text, content_tag, time.time(), str(sbom_path))
+    tmp_record = record_path(profile.name).with_suffix(".tmp")
+    tmp_record.write_text(json.dumps(record.as_dict(), indent=1) + "\n", encoding="utf-8")
+    tmp_record.replace(record_path(profile.name))
+    return record
+
+
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"{what} could not run ({exc}).", "Check that pip and npm are installed.") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise SandboxError(f"{what} failed: {' / '.join(tail)}", "Check the package spec and the registry.")
+    return done.stdout
+
+
+def _fetch_pypi(requirement: str, dest: Path) -> list[dict[str, str]]:
+    dest.mkdir(parents=True)
+    arch = os.uname().machine
+    platforms = [f"manylinux2014_{arch}", f"manylinux_2_17_{arch}", f"manylinux_2_28_{arch}", f"manylinux_2_34_{arch}"]
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--dest", str(dest)]
+    argv += ["--only-binary=:all:", "--python-version", PYTHON, "--implementation", "cp"]
+    argv += ["--abi", "cp311", "--abi", "abi3", "--abi", "none", "--platform", "any", f"--platform=linux_{arch}"]
+    argv += [f"--platform={p}" for p in platforms] + [requirement]
+    _run(argv, f"pip download {requirement}")
+    found = []
+    for wheel in sorted(dest.glob("*.whl")):
+        match = WHEEL_RE.match(wheel.name)
+        name, version = (match["name"], match["version"]) if match else (wheel.stem, "?")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        found.append({"name": name.replace("_", "-").lower(), "version": version, "hash": digest, "type": "pypi"})
+    return found
+
+
+def _pypi_dockerfile(requirement: str) -> str:
+    return (
+        "COPY wheels /tmp/wheels\n"
+        "RUN python3 -m venv /opt/venv \\\n"
+        f" && /opt/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels '{requirement}' \\\n"
+        " && rm -rf /tmp/wheels\n"
+        "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    )
+
+
+def _fetch_npm(spec: str, dest: Path) -> list[dict[str, str]]:
+    if shutil.which("npm") is None:
+        raise SandboxError(
+            "npm is not installed on this host.", "Install Node.js and npm (Debian: apt-get install npm)."
+        )
+    dest.mkdir(parents=True)
+    (dest / "package.json").write_text('{"name": "mcpbox-server", "private": true}\n', encoding="utf-8")
+    # --ignore-scripts: a package's install scripts would run on the host, with the user's rights.
+    _run(
+        ["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--omit=dev", spec],
+        f"npm install {spec}",
+        dest,
+    )
+    lock = json.loads((dest / "package-lock.json").read_text(encoding="utf-8"))
+    found = []
+    for where, info in sorted((lock.get("packages") or {}).items()):
+        if not where:
+            continue
+        name = where.rsplit("node_modules/", 1)[-1]
+        integrity = str(info.get("integrity", ""))
+        found.append({"name": name, "version": str(info.get("version", "?")), "hash": integrity, "type": "npm"})
+    return found
+
+
+def _npm_dockerfile() -> str:
+    return (
+        "COPY node /opt/node\n"
+        "ENV PATH=/opt/node/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    )
+
+
+def _docker_build(engine: Any, ctx: Path, tag: str) -> str:
+    """`docker build --network none`; the image id."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(ctx, arcname=".")
+    archive.seek(0)
+    try:
+        chunks = list(
+            engine.api.build(
+                fileobj=archive, custom_context=True, tag=tag, network_mode="none", rm=True, forcerm=True, decode=True
+            )
+        )
+    except Exception as exc:
+        raise SandboxError(f"docker build of {tag} failed ({exc}).", "Check the engine with `docker info`.") from exc
+    errors = [str(chunk["error"]).strip() for chunk in chunks if "error" in chunk]
+    if errors:
+        raise SandboxError(f"docker build of {tag} failed: {errors[-1]}", "Check the package spec and its command.")
+    return str(engine.api.inspect_image(tag)["Id"])
+
+
+def _sbom(profile: Profile, spec: str, image_id: str, components: list[dict[str, str]]) -> dict[str, Any]:
+    """CycloneDX 1.5 JSON: the packages installed into the image."""
+
+    def component(item: dict[str, str]) -> dict[str, Any]:
+        purl = f"pkg:{item['type']}/{item['name'].replace('@', '%40')}@{item['version']}"
+        entry: dict[str, Any] = {"type": "library", "name": item["name"], "version": item["version"], "purl": purl}
+        if item["type"] == "pypi":
+            entry["hashes"] = [{"alg": "SHA-256", "content": item["hash"]}]
+        elif item["hash"].startswith("sha512-"):
+            import base64  # noqa: PLC0415
+
+            entry["hashes"] = [{"alg": "SHA-512", "content": base64.b64decode(item["hash"][7:]).hex()}]
+        return entry
+
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tools": [{"vendor": "mcpbox", "name": "mcpbox build"}],
+            "component": {"type": "container", "name": profile.image, "version": image_id, "description": spec},
+        },
+        "components": [component(item) for item in components],
+    }

@@ -1,0 +1,107 @@
+"""`mcpbox build`: a pinned PyPI and npm package into an image built offline, pinned by id, with an SBOM;
+`mcpbox run` refuses an image that changed under the profile's name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.conftest import MCPBOX, Home, RawClient, sdk_client
+
+pytestmark = pytest.mark.docker
+
+PROFILES = {
+    "time-built": {
+        "image": "mcpbox/time-built:test",
+        "build": {"pypi": "mcp-server-time==2026.10.19"},
+        "command": ["mcp-server-time", "--local-timezone", "UTC"],
+    },
+    "everything-built": {
+        "image": "mcpbox/everything-built:test",
+        "build": {"npm": "@modelcontextprotocol/server-everything@2026.8.31"},
+        "command": ["mcp-server-everything"],
+    },
+}
+
+
+def build(home: Home, profile: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [MCPBOX, "build", profile, "--json"],
+        env=home.full_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    record: dict[str, Any] = json.loads(done.stdout)
+    return record
+
+
+async def call(home: Home, profile: str, tool: str | None, arguments: dict[str, Any]) -> str:
+    """List the tools (as a desktop client does first: the pins are taken there), then call ``tool``."""
+    with anyio.fail_after(120):
+        async with sdk_client(profile, home) as client:
+            listed = await client.list_tools()
+            if tool is None:
+                return ""
+            assert tool in {t.name for t in listed.tools}, [t.name for t in listed.tools]
+            result = await client.call_tool(tool, arguments)
+            return str(result.content[0].text)
+
+
+CALLS = {  # profile -> (tool, arguments, text expected in the answer, the package the SBOM must name)
+    "time-built": ("get_current_time", {"timezone": "UTC"}, "+00:00", "mcp-server-time"),
+    "everything-built": (
+        "echo",
+        {"message": "built offline"},
+        "built offline",
+        "@modelcontextprotocol/server-everything",
+    ),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(CALLS))
+def test_a_built_image_serves_through_a_real_client_and_has_an_sbom(
+    home: Home, docker_clean: Any, profile: str
+) -> None:
+    tool, arguments, expect, package = CALLS[profile]
+    home.write_profile(profile, PROFILES[profile])
+    record = build(home, profile)
+    assert record["id"].startswith("sha256:") and record["image"] == PROFILES[profile]["image"]
+    labels = docker_clean.inspect_image(record["id"])["Config"]["Labels"]
+    assert labels["org.mcpbox.build.spec"] == record["spec"]
+    assert docker_clean.inspect_image(record["content_tag"])["Id"] == record["id"]  # tagged by content too
+    sbom = json.loads(Path(record["sbom"]).read_text())
+    assert sbom["bomFormat"] == "CycloneDX" and sbom["metadata"]["component"]["version"] == record["id"]
+    names = {c["name"] for c in sbom["components"]}
+    assert package in names and all(c["purl"].startswith("pkg:") and c.get("hashes") for c in sbom["components"])
+    if profile == "everything-built":
+        # The reference server adds most of its tools just after its first listing (list_changed): mcpbox
+        # pins that first listing and withholds what came later until a person accepts it, as it should.
+        anyio.run(lambda: call(home, profile, None, {}))
+        accept = [MCPBOX, "pins", "accept", profile, "--yes"]
+        subprocess.run(accept, env=home.full_env(), capture_output=True, text=True, check=True, timeout=60)
+    assert expect in anyio.run(call, home, profile, tool, arguments)
+
+
+def test_an_image_that_changed_under_the_profiles_name_is_refused(
+    home: Home, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
+    home.write_profile("time-built", PROFILES["time-built"])
+    record = build(home, "time-built")
+    repository, tag = record["image"].rsplit(":", 1)
+    docker_clean.tag("mcpbox/base:bookworm", repository, tag)  # someone replaces the image
+    try:
+        client = RawClient("time-built", home)
+        raw_clients.append(client)
+        message = client.initialize()["error"]["message"]
+        assert "mcpbox build time-built" in message and "pinned" in message, message
+        assert client.wait() != 0
+    finally:
+        docker_clean.tag(record["id"], repository, tag)
