@@ -1,7 +1,8 @@
 """`mcpbox client install claude-desktop` end to end, as a subprocess, with a real Secret Service keyring.
 
-The servers themselves are not started: that needs images from `mcpbox build`, which does not exist
-yet. Only the time server's profile points at a real image (`--image`), checked with `profile show`.
+The time server's profile points at the bundled image (`--image`); the filesystem server's image is
+built with `mcpbox build` from the npm package the entry named; a real SDK client then calls a tool
+on each through the rewritten entry. The github entry is only translated (its server needs the internet).
 """
 
 from __future__ import annotations
@@ -9,9 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
+from mcp_types import TextContent
 
 from tests.conftest import MCPBOX, TIME_IMAGE, Home
 from tests.keyring_session import KeyringSession
+
+pytestmark = pytest.mark.docker
 
 TOKEN = "ghp_" + "Zx9" * 12
 
@@ -31,6 +41,21 @@ def original(data_dir: Path) -> bytes:
         "globalShortcut": "",
     }
     return (json.dumps(config, indent=2) + "\n").encode()
+
+
+async def call_through_config(entry: dict[str, Any], env: dict[str, str], tool: str, arguments: dict[str, Any]) -> str:
+    """What the desktop client does with the rewritten entry: spawn its command, list tools, call one."""
+    keep: dict[str, str] = {
+        k: env[k] for k in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "HOME") if k in env
+    }
+    params = StdioServerParameters(
+        command=entry["command"], args=entry["args"], env={**get_default_environment(), **keep}
+    )
+    with anyio.fail_after(120):
+        async with Client(stdio_client(params)) as client:
+            await client.list_tools()
+            result = await client.call_tool(tool, arguments)
+            return " ".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 def test_install_sandboxes_stdio_servers_moves_the_token_and_uninstall_restores_the_bytes(
@@ -93,6 +118,19 @@ def test_install_sandboxes_stdio_servers_moves_the_token_and_uninstall_restores_
     shown = mcpbox("profile", "show", outcomes["time"]["profile"], "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["image"] == TIME_IMAGE
+
+    # The rewritten config starts each server through mcpbox: build the images, then a real SDK client calls a
+    # tool on each, with the command and args now in the config (the github server would need the internet).
+    profile = outcomes["filesystem"]["profile"]
+    built = subprocess.run(
+        [MCPBOX, "build", profile], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    (data_dir / "note.txt").write_text("read through the sandbox\n")
+    calls = {"time": ("get_current_time", {"timezone": "UTC"}, "+00:00")}
+    calls["filesystem"] = ("read_text_file", {"path": str(data_dir / "note.txt")}, "read through the sandbox")
+    for name, (tool, arguments, expect) in calls.items():
+        assert expect in anyio.run(call_through_config, servers[name], env, tool, arguments), name
 
     again = mcpbox("client", "install", "claude-desktop")
     assert again.returncode == 0, again.stderr
