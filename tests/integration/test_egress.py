@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import socket
 import threading
@@ -28,6 +27,7 @@ from docker.utils.socket import STDERR, STDOUT, frames_iter
 
 from mcpbox.profile.model import Destination, Network
 from mcpbox.sandbox.egress import EGRESS_IMAGE, READY, egress_body, parse_line, session_network
+from mcpbox.sandbox.owners import current_owner
 from mcpbox.sandbox.spec import LABEL_ROLE, Owner
 
 pytestmark = pytest.mark.docker
@@ -326,7 +326,9 @@ def start_egress(made: Made, body: dict[str, Any], name: str) -> Egress:
 
 
 def owner(made: Made) -> Owner:
-    return Owner(session=f"egresstest-{made.tag}", pid=os.getpid(), started=time.time(), host=socket.gethostname())
+    # This process, with its real start time: a concurrent `mcpbox gc` (every `mcpbox run` starts one)
+    # must see a live owner, not an orphan to remove in the middle of a test.
+    return current_owner(f"egresstest-{made.tag}")
 
 
 @pytest.fixture(scope="module")
