@@ -2,8 +2,8 @@
 
 The package is fetched on the host (pip or npm, which reach their registries), then installed
 into an image with `docker build --network none`: nothing the package's install does can reach
-the network, and npm install scripts do not run at all unless the profile says
-`build: {npm_scripts: true}`. The image gets the profile's `image:` name and a content tag,
+the network, and npm install scripts never run (`npm install --ignore-scripts` on the host:
+they would run there, with the user's rights). The image gets the profile's `image:` name and a content tag,
 labels naming the spec, and a record in `$XDG_STATE_HOME/mcpbox/images/PROFILE.json` with its
 image id: from then on `mcpbox run` refuses an image under that name with another id. A
 CycloneDX SBOM of what was installed is written beside the record.

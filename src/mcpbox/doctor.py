@@ -142,6 +142,7 @@ class Doctor:
     def images(self) -> list[Check]:
         def run() -> list[Check]:
             from mcpbox.errors import ImageMissingError  # noqa: PLC0415
+            from mcpbox.image_pins import check_pin  # noqa: PLC0415
             from mcpbox.secrets.usage import _profiles  # noqa: PLC0415
 
             profiles, broken = _profiles()
@@ -152,14 +153,20 @@ class Doctor:
             missing: dict[str, list[str]] = {}
             for profile in profiles:
                 try:
-                    self.engine.image_config(profile.image)
+                    image = self.engine.image_config(profile.image)
                 except ImageMissingError:
                     missing.setdefault(profile.image, []).append(profile.name)
+                    continue
+                try:
+                    check_pin(profile, image.id)
+                except MCPBoxError as error:
+                    checks.append(Check(f"image {profile.image}", PROBLEM, error.message, error.remedy))
             for image, names in sorted(missing.items()):
                 fix = SETUP if image.startswith("mcpbox/") else f"Build or load {image} (mcpbox never pulls images)."
                 checks.append(Check(f"image {image}", PROBLEM, f"missing; profile(s) {', '.join(names)} need it.", fix))
-            if not missing:
-                checks.append(Check("images", OK, f"every profile's image is present ({len(profiles)} profiles)"))
+            if not missing and not checks:
+                what = f"every profile's image is present, and pinned ones match ({len(profiles)} profiles)"
+                checks.append(Check("images", OK, what))
             return checks
 
         return self._needs_engine("images", run)

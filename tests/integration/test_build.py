@@ -103,5 +103,9 @@ def test_an_image_that_changed_under_the_profiles_name_is_refused(
         message = client.initialize()["error"]["message"]
         assert "mcpbox build time-built" in message and "pinned" in message, message
         assert client.wait() != 0
+        doctor = [MCPBOX, "doctor", "--json"]
+        done = subprocess.run(doctor, env=home.full_env(), capture_output=True, text=True, check=False, timeout=120)
+        checks = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+        assert done.returncode == 1 and "mcpbox build time-built" in checks[f"image {record['image']}"]["fix"]
     finally:
         docker_clean.tag(record["id"], repository, tag)
