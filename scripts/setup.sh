@@ -149,6 +149,18 @@ ensure_egress_image() {
     rm -rf "$ctx"
 }
 
+# The catalog's other profiles, built the way users build them: `mcpbox build` (fetch on the host, install offline).
+ensure_catalog_images() {
+    local mcpbox="$ROOT/.venv/bin/mcpbox" profile image
+    [ -x "$mcpbox" ] || return 0  # `make setup` makes the venv first; a bare setup.sh run skips this
+    for profile in everything sequential-thinking; do
+        image="$(sed -n 's/^image: *//p' "$ROOT/profiles/$profile.yaml")"
+        have_image "$image" && continue
+        log "building $image with mcpbox build $profile"
+        "$mcpbox" build "$profile" >/dev/null || { log "mcpbox build $profile failed"; exit 1; }
+    done
+}
+
 main() {
     ensure_packages
     ensure_engine
@@ -156,6 +168,7 @@ main() {
     ensure_time_image
     ensure_hostile_image
     ensure_egress_image
+    ensure_catalog_images
     log "ready: $(docker version --format 'engine {{.Server.Version}}') with $BASE_IMAGE, $TIME_IMAGE, $HOSTILE_IMAGE, $EGRESS_IMAGE"
 }
 

@@ -151,18 +151,26 @@ class Doctor:
                 for name in broken
             ]
             missing: dict[str, list[str]] = {}
+            buildable: dict[str, str] = {}
             for profile in profiles:
                 try:
                     image = self.engine.image_config(profile.image)
                 except ImageMissingError:
                     missing.setdefault(profile.image, []).append(profile.name)
+                    if profile.build is not None:
+                        buildable[profile.image] = profile.name
                     continue
                 try:
                     check_pin(profile, image.id)
                 except MCPBoxError as error:
                     checks.append(Check(f"image {profile.image}", PROBLEM, error.message, error.remedy))
             for image, names in sorted(missing.items()):
-                fix = SETUP if image.startswith("mcpbox/") else f"Build or load {image} (mcpbox never pulls images)."
+                if image in buildable:
+                    fix = f"mcpbox build {buildable[image]}"
+                else:
+                    fix = (
+                        SETUP if image.startswith("mcpbox/") else f"Build or load {image} (mcpbox never pulls images)."
+                    )
                 checks.append(Check(f"image {image}", PROBLEM, f"missing; profile(s) {', '.join(names)} need it.", fix))
             if not missing and not checks:
                 what = f"every profile's image is present, and pinned ones match ({len(profiles)} profiles)"
