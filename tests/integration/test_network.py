@@ -253,3 +253,19 @@ def test_gc_removes_a_network_whose_session_is_gone(home: Home, docker_clean: An
     finally:
         if docker_clean.networks(names=[name]):
             docker_clean.remove_network(name)
+
+
+def test_the_session_ends_when_its_egress_side_dies(
+    home: Home, lab: Lab, docker_clean: Any, raw_clients: list[RawClient]
+) -> None:
+    profile = allow_profile(home, lab, "netted-dies")
+    client = RawClient(profile, home)
+    raw_clients.append(client)
+    assert "result" in client.initialize()
+    (log_path,) = home.session_logs()
+    session = log_path.stem
+    docker_clean.kill(f"mcpbox-egress-{session}")  # the network side goes away under a running session
+    assert client.wait(timeout=30) != 0  # the session ends, as after a server crash; it does not hang
+    assert any(r.get("event") == "egress_exited" for r in read_log(log_path))
+    assert wait_until_gone(docker_clean, session, timeout=30) == []
+    assert docker_clean.networks(names=[f"mcpbox-net-{session}"]) == []

@@ -52,6 +52,7 @@ class Sandbox:
         self.egress_id: str | None = None  # with a network allow-list: the container holding the rules
         self.network: str | None = None  # ... and the session's own bridge network
         self.net_records = 0
+        self._removing = False  # set when mcpbox itself tears the session down
         # Resolved with the exit code once the engine has removed the (auto-removing) container.
         self.exited: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._watchdog = watchdog
@@ -149,7 +150,18 @@ class Sandbox:
                     self.log.text("stderr", line, verdict="forward", reason="egress container output")
             except Exception as exc:  # one bad line must not end the record of the rest
                 self.log.event("egress_log_error", error=f"{type(exc).__name__}: {exc}")
+        if ready.is_set():
+            self._egress_gone()
         ready.set()  # the output ended: if it never said ready, the start fails now, not after the timeout
+
+    def _egress_gone(self) -> None:
+        """The egress container ended while the session ran: the server keeps the rules (nothing opens
+        up), but its network is dead, so the session ends the way a crashed server ends it."""
+        if self._removing or self.engine is None or self.container_id is None:
+            return  # mcpbox's own teardown, or no server yet (the start reports it)
+        self.log.event("egress_exited", container=self.egress_id, note="the session ends: its network side is gone")
+        with contextlib.suppress(MCPBoxError):
+            self.engine.stop(self.container_id, 1)
 
     def _net_record(self, fields: dict[str, Any]) -> None:
         """A server that hammers refused destinations must not fill the user's disk: past the quota,
@@ -188,6 +200,7 @@ class Sandbox:
     def remove(self, stderr_fd: int) -> None:
         """Bounded and idempotent. If removal cannot be confirmed, the guardian takes over."""
         removed = True
+        self._removing = True
         try:
             if self.engine is not None and self.container_id is not None and self.state is not State.REMOVED:
                 removed = self._remove(stderr_fd)
