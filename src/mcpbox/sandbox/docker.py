@@ -6,6 +6,7 @@ nothing above this layer ever sees a library exception or a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,6 +89,7 @@ class Engine:
         with _translated("connecting"):
             kwargs = docker.utils.kwargs_from_env()
             self.api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
+        self._attached: dict[str, Any] = {}  # container id -> the SDK's attach wrapper, kept alive (see attach)
 
     def image_config(self, image: str) -> ImageConfig:
         """The image's VOLUMEs, entrypoint and command; raises ImageMissingError if the image is not here."""
@@ -110,6 +112,9 @@ class Engine:
         """A raw socket carrying the container's stdin (to write) and multiplexed stdout/stderr."""
         with _translated("attaching to the sandbox"):
             sock = self.api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        # The SDK's wrapper holds the HTTP response, which sits in a reference cycle: were it dropped,
+        # a garbage collection at any moment later would close the socket under the running session.
+        self._attached[container_id] = sock
         raw = getattr(sock, "_sock", sock)
         if not isinstance(raw, socket.socket):
             raise EngineError(
@@ -117,6 +122,14 @@ class Engine:
                 "Use a local Docker engine over its unix socket (DOCKER_HOST=unix://...).",
             )
         return raw
+
+    def detach(self, container_id: str) -> None:
+        """Let go of the SDK's attach wrapper (and its HTTP response), once the session is over."""
+        wrapper = self._attached.pop(container_id, None)
+        response = getattr(wrapper, "_response", None)
+        for part in (wrapper, response):
+            with contextlib.suppress(Exception):  # already closed with the socket: nothing to report
+                part.close()  # type: ignore[union-attr]
 
     def start(self, container_id: str) -> None:
         with _translated("starting the sandbox"):

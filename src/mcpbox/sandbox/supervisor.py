@@ -206,6 +206,8 @@ class Sandbox:
                 removed = self._remove(stderr_fd)
             if self.engine is not None and (self.egress_id or self.network):
                 removed = self._remove_egress() and removed
+            if self.engine is not None and self.container_id is not None:
+                self.engine.detach(self.container_id)
         finally:
             self._watchdog.release(cleaned_up=removed)
 
