@@ -151,10 +151,12 @@ ensure_egress_image() {
 
 # The catalog's other profiles, built the way users build them: `mcpbox build` (fetch on the host, install offline).
 ensure_catalog_images() {
-    local mcpbox="$ROOT/.venv/bin/mcpbox" profile image
+    local mcpbox="$ROOT/.venv/bin/mcpbox" file profile image
     [ -x "$mcpbox" ] || return 0  # `make setup` makes the venv first; a bare setup.sh run skips this
-    for profile in everything sequential-thinking; do
-        image="$(sed -n 's/^image: *//p' "$ROOT/profiles/$profile.yaml")"
+    for file in "$ROOT"/profiles/*.yaml; do
+        grep -q '^build:' "$file" || continue
+        profile="$(basename "$file" .yaml)"
+        image="$(sed -n 's/^image: *//p' "$file")"
         have_image "$image" && continue
         log "building $image with mcpbox build $profile"
         "$mcpbox" build "$profile" >/dev/null || { log "mcpbox build $profile failed"; exit 1; }

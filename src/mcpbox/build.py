@@ -58,6 +58,10 @@ def build(profile: Profile, *, log: Any = print) -> Record:
         ) from exc
     with tempfile.TemporaryDirectory(prefix="mcpbox-build-") as tmp:
         ctx = Path(tmp)
+        debs: list[dict[str, str]] = []
+        if spec.apt:
+            log(f"mcpbox build: downloading Debian packages {', '.join(spec.apt)} (the host's apt, for {BASE_IMAGE})")
+            debs = _fetch_debs(engine, base_id, spec.apt, ctx / "debs")
         if spec.pypi is not None:
             log(f"mcpbox build: downloading {spec.pypi} (wheels for Python {PYTHON})")
             components = _fetch_pypi(spec.pypi, ctx / "wheels")
@@ -69,6 +73,10 @@ def build(profile: Profile, *, log: Any = print) -> Record:
             components = _fetch_npm(spec.npm, ctx / "node")
             dockerfile = _npm_dockerfile()
             text = spec.npm
+        components = debs + components
+        if debs:
+            text += " + apt: " + " ".join(spec.apt)
+            dockerfile = _apt_dockerfile() + dockerfile
         content = hashlib.sha256(
             json.dumps([text, base_id, sorted(c["hash"] for c in components)]).encode()
         ).hexdigest()[:12]
@@ -159,6 +167,76 @@ def _npm_dockerfile() -> str:
     )
 
 
+def _fetch_debs(engine: Any, base_id: str, packages: tuple[str, ...], dest: Path) -> list[dict[str, str]]:
+    """The .debs that ``packages`` add to the base image, fetched by the host's apt.
+
+    apt resolves against the base image's own dpkg status, so it fetches exactly what the image
+    lacks; that needs the host to track the image's Debian release, which is checked first."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise SandboxError(
+            f"build.apt needs Debian's apt-get and dpkg-deb on this host to fetch {', '.join(packages)}.",
+            "Build on a Debian host of the base image's release, or drop build.apt and use an image that has them.",
+        )
+    state = dest.parent / "apt-state"
+    (dest / "partial").mkdir(parents=True)
+    state.mkdir()
+    image_release = _release(_image_file(engine, base_id, "/usr/lib/os-release"))  # /etc/os-release links here
+    host_release = _release(Path("/etc/os-release").read_text(encoding="utf-8", errors="replace"))
+    if image_release != host_release or not image_release:
+        raise SandboxError(
+            f"the base image is Debian {image_release or '(unknown)'} and this host's apt tracks "
+            f"{host_release or '(unknown)'}, so packages fetched here might not fit the image.",
+            "Build on a host of the image's release, or build the base from this host's release (make setup).",
+        )
+    (state / "status").write_bytes(_image_file(engine, base_id, "/var/lib/dpkg/status").encode())
+    options = {
+        "Dir::State::status": str(state / "status"),
+        "Dir::Cache::archives": str(dest),
+        "Dir::Cache::pkgcache": "",
+        "Dir::Cache::srcpkgcache": "",
+        "Debug::NoLocking": "1",
+        "APT::Install-Recommends": "false",
+    }
+    argv = ["apt-get", "-q", "-y", *(f"-o{key}={value}" for key, value in options.items())]
+    _run([*argv, "install", "--download-only", *packages], f"apt-get download of {', '.join(packages)}")
+    shutil.rmtree(dest / "partial")
+    shutil.rmtree(state)  # not part of the image's build context
+    found = []
+    for deb in sorted(dest.glob("*.deb")):
+        fields = _run(["dpkg-deb", "-f", str(deb), "Package", "Version", "Architecture"], f"dpkg-deb -f {deb.name}")
+        info = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
+        digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+        name, version, arch = (info.get(key, "?") for key in ("Package", "Version", "Architecture"))
+        found.append({"name": name, "version": version, "hash": digest, "type": "deb", "arch": arch})
+    return found
+
+
+def _release(os_release: str) -> str:
+    fields = dict(line.split("=", 1) for line in os_release.splitlines() if "=" in line)
+    return f"{fields.get('ID', '').strip(chr(34))} {fields.get('VERSION_CODENAME', '').strip(chr(34))}".strip()
+
+
+def _image_file(engine: Any, image: str, path: str) -> str:
+    """One file of ``image``, read through a container that is created and never started."""
+    cid = engine.api.create_container(image, ["true"], network_disabled=True)["Id"]
+    try:
+        stream, _ = engine.api.get_archive(cid, path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            return member.read().decode("utf-8", errors="replace") if member else ""
+    except Exception as exc:
+        raise SandboxError(
+            f"could not read {path} from {image} ({exc}).", "Rebuild the base image (make setup)."
+        ) from exc
+    finally:
+        engine.api.remove_container(cid, force=True)
+
+
+def _apt_dockerfile() -> str:
+    # dpkg, not apt: the packages are already here and the build has no network.
+    return "COPY debs /tmp/debs\nRUN dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs\n"
+
+
 def _docker_build(engine: Any, ctx: Path, tag: str) -> str:
     """`docker build --network none`; the image id."""
     archive = io.BytesIO()
@@ -185,7 +263,9 @@ def _sbom(profile: Profile, spec: str, image_id: str, components: list[dict[str,
     def component(item: dict[str, str]) -> dict[str, Any]:
         purl = f"pkg:{item['type']}/{item['name'].replace('@', '%40')}@{item['version']}"
         entry: dict[str, Any] = {"type": "library", "name": item["name"], "version": item["version"], "purl": purl}
-        if item["type"] == "pypi":
+        if item["type"] == "deb":
+            entry["purl"] = f"pkg:deb/debian/{item['name']}@{item['version']}?arch={item.get('arch', '')}"
+        if item["type"] in ("pypi", "deb"):
             entry["hashes"] = [{"alg": "SHA-256", "content": item["hash"]}]
         elif item["hash"].startswith("sha512-"):
             import base64  # noqa: PLC0415

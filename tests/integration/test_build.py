@@ -43,10 +43,12 @@ def build(home: Home, profile: str) -> dict[str, Any]:
     return record
 
 
-async def call(home: Home, profile: str, tool: str | None, arguments: dict[str, Any]) -> str:
+async def call(
+    home: Home, profile: str, tool: str | None, arguments: dict[str, Any], env: dict[str, str] | None = None
+) -> str:
     """List the tools (as a desktop client does first: the pins are taken there), then call ``tool``."""
     with anyio.fail_after(120):
-        async with sdk_client(profile, home) as client:
+        async with sdk_client(profile, home, env=env) as client:
             listed = await client.list_tools()
             if tool is None:
                 return ""

@@ -234,3 +234,16 @@ def test_claude_code_project_servers_are_found(home: Home, tmp_path: Path) -> No
     assert outcome.action == "sandboxed"
     data = json.loads((tmp_path / ".claude.json").read_text())
     assert data["projects"]["/p"]["mcpServers"]["t"]["args"] == ["run", "t"]
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("uvx", ["--from", "git+https://example.invalid/x.git", "server"]),
+        ("npx", ["-y", "github:someone/server"]),
+        ("npx", ["-y", "./local-server"]),
+    ],
+)
+def test_a_package_that_is_not_a_registry_spec_is_left_alone_with_the_reason(command: str, args: list[str]) -> None:
+    with pytest.raises(Untranslatable, match="registry package"):
+        translate("srv", {"command": command, "args": args}, name="srv")

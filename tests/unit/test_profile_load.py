@@ -38,11 +38,14 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
         "ro or rw",
     ),
     (
-        "missing mount source",
-        {"mounts": [{"source": "/nonexistent/x", "target": "/d"}]},
+        "mount with both a source and a volume",
+        {"mounts": [{"source": "/etc", "volume": "data", "target": "/d"}]},
         "mounts[0].source",
-        "does not exist",
+        "exactly one of",
     ),
+    ("mount with neither", {"mounts": [{"target": "/d"}]}, "mounts[0].source", "exactly one of"),
+    ("volume name with a slash", {"mounts": [{"volume": "../x", "target": "/d"}]}, "mounts[0].volume", "a-z"),
+    ("volume over /dev", {"mounts": [{"volume": "data", "target": "/dev/shm"}]}, "mounts[0].target", "/dev"),
     ("relative mount target", {"mounts": [{"source": "/etc", "target": "data"}]}, "mounts[0].target", "absolute"),
     ("mount over /proc", {"mounts": [{"source": "/etc", "target": "/proc/x"}]}, "mounts[0].target", "/proc"),
     ("mount of /", {"mounts": [{"source": "/", "target": "/host"}]}, "mounts[0].source", "root filesystem"),
@@ -421,3 +424,38 @@ def test_cli_show_prints_the_effective_allow_list(home: Home) -> None:
         [*show[:3], "closed", "--json"], capture_output=True, text=True, env=home.full_env(), check=True
     )
     assert json.loads(closed.stdout)["container"]["network"] == "none"
+
+
+def test_a_missing_mount_source_loads_but_no_session_starts_until_it_exists(tmp_path: Path, home: Home) -> None:
+    # The catalog's filesystem profile names ~/Documents: list, show and build must work without it.
+    folder = tmp_path / "not-yet"
+    path = write(tmp_path, {**BASE, "mounts": [{"source": str(folder), "target": "/d"}]}, name="later")
+    profile = read_profile_file(path)
+    assert profile.mounts[0].missing == "mounts[0].source"
+    with pytest.raises(ProfileError) as caught:
+        profile.check_mounts()
+    assert "mounts[0].source" in caught.value.message
+    assert f"mkdir -p {folder}" in caught.value.remedy
+    env = home.full_env(DOCKER_HOST="unix:///nonexistent/docker.sock")
+    argv = [MCPBOX, "run", "--dry-run", str(path)]
+    refused = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert refused.returncode == 2
+    assert "does not exist" in refused.stderr
+    folder.mkdir()
+    read_profile_file(path).check_mounts()
+
+
+def test_a_volume_mount_is_a_named_volume_of_the_profile_and_a_loosening(tmp_path: Path) -> None:
+    from mcpbox.sandbox.spec import Owner, create_body
+
+    path = write(tmp_path, {**BASE, "name": "keeper", "mounts": [{"volume": "data", "target": "/data", "mode": "rw"}]})
+    profile = read_profile_file(path)
+    [mount] = create_body(profile, Owner("s", 1, 0.0, "h"))["HostConfig"]["Mounts"]
+    assert mount == {
+        "Type": "volume",
+        "Source": "mcpbox-keeper-data",
+        "Target": "/data",
+        "ReadOnly": False,
+        "VolumeOptions": {"NoCopy": True},
+    }
+    assert "keeps data in volume mcpbox-keeper-data at /data (read-write)" in profile.loosenings()

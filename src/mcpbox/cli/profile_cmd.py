@@ -32,6 +32,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
 
 def _effective(name: str) -> dict[str, Any]:
     from mcpbox.profile import load_profile
+    from mcpbox.profile.model import volume_name
     from mcpbox.sandbox.spec import seccomp_path
 
     profile = load_profile(name)
@@ -60,7 +61,14 @@ def _effective(name: str) -> dict[str, Any]:
             "read_only_root": True,
             "tmp": "/tmp tmpfs, noexec, nosuid, nodev, 64 MiB",
             "network": _network(profile),
-            "mounts": [{"source": str(m.source), "target": m.target, "mode": m.mode} for m in profile.mounts],
+            "mounts": [
+                {
+                    "source": str(m.source) if m.volume is None else f"volume {volume_name(profile.name, m.volume)}",
+                    "target": m.target,
+                    "mode": m.mode,
+                }
+                for m in profile.mounts
+            ],
             "memory_bytes": res.memory,
             "cpus": res.cpus,
             "pids": res.pids,

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mcpbox.errors import MCPBoxError, UsageError
+from mcpbox.profile.load import NPM_RE, PYPI_RE
 from mcpbox.secrets.store import check_value
 
 NAME_RE = re.compile(r"[^a-z0-9]+")
@@ -74,6 +75,14 @@ def npm_bin(package: str) -> str:
 
 def _command(command: str, args: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     """(build spec, argv in the container, notes) for a launcher mcpbox knows."""
+    spec, argv, notes = _launcher(command, args)
+    [(kind, text)] = spec.items()
+    if not (PYPI_RE if kind == "pypi" else NPM_RE).match(text):
+        raise Untranslatable(f"{text!r} is not a {kind} registry package with a version mcpbox can build offline.")
+    return spec, argv, notes
+
+
+def _launcher(command: str, args: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     exe = PurePosixPath(command.replace("\\", "/")).name
     if exe in ("npx", "npx.cmd"):
         rest = list(args)

@@ -29,6 +29,7 @@ from mcpbox.profile.model import (
     Destination,
     LogSettings,
     Mount,
+    MountMode,
     NameFilter,
     Network,
     Policy,
@@ -46,6 +47,13 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 USER_RE = re.compile(r"^(\d+)(?::(\d+))?$")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+# Build specs reach pip's and npm's argv and a Dockerfile: a name, extras and version clauses only,
+# never a leading "-" (an option), a quote, a URL or a path.
+_PEP440 = r"(?:===?|[<>!~]=|[<>])\s*[A-Za-z0-9.*+!_-]+"
+PYPI_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9,._-]+\])?\s*(?:{_PEP440}(?:\s*,\s*{_PEP440})*)?$")
+NPM_RE = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.*+^~<>=|_ -]+)?$")
+DEB_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+MAX_DEBS = 32
 # Names a POSIX shell owns or resets before the server starts, and the shim's own: a secret there would be lost.
 SHELL_NAMES = frozenset(
     {"_", "PATH", "PWD", "OLDPWD", "PPID", "SHLVL", "IFS", "HOME", "OPTIND", "OPTARG", "ENV", "LINENO"}
@@ -251,20 +259,27 @@ def _mounts(reader: _Reader, base: Path) -> tuple[Mount, ...]:
 
 
 def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
-    entry.check_keys({"source", "target", "mode"})
+    entry.check_keys({"source", "volume", "target", "mode"})
     source_text = entry.string("source", expected="a host path")
+    volume = entry.string("volume", expected="a volume name ([a-z0-9][a-z0-9-]*)")
     target = entry.string("target", expected="an absolute path in the container")
     mode = entry.string("mode", default="ro")
-    if source_text is None:
-        entry.fail(entry.key("source"), "a host path", why="is required")
+    if (source_text is None) == (volume is None):
+        entry.fail(entry.key("source"), "", why="give exactly one of source: (a host path) or volume: (a name)")
     if target is None:
         entry.fail(entry.key("target"), "an absolute path in the container", why="is required")
     if mode not in ("ro", "rw"):
         entry.fail(entry.key("mode"), "ro or rw", mode)
+    access: MountMode = "rw" if mode == "rw" else "ro"
+    if volume is not None:
+        if not NAME_RE.match(volume):
+            entry.fail(entry.key("volume"), "a name of a-z, 0-9 and -, starting with a letter or digit", volume)
+        return Mount(source=None, target=_target(entry, target), mode=access, volume=volume)
+    assert source_text is not None  # noqa: S101 - checked above: exactly one of the two
     source = Path(source_text).expanduser()
     source = source if source.is_absolute() else base / source
     if not source.exists():
-        entry.fail(entry.key("source"), "", why=f"{source} does not exist; create it or fix the path")
+        return Mount(source=source, target=_target(entry, target), mode=access, missing=entry.key("source"))
     real = source.resolve()
     if real == Path("/"):
         entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
@@ -278,6 +293,10 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
             )
     if stat.S_ISSOCK(real.stat().st_mode):
         entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
+    return Mount(source=real, target=_target(entry, target), mode=access)
+
+
+def _target(entry: _Reader, target: str) -> str:
     # normpath keeps a leading "//" (POSIX allows it a meaning), which would slip "//sys" past the checks.
     norm = "/" + os.path.normpath(target).lstrip("/") if target.startswith("/") else target
     if (
@@ -286,7 +305,7 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
         or any(norm == bad or norm.startswith(bad + "/") for bad in FORBIDDEN_TARGETS)
     ):
         entry.fail(entry.key("target"), "an absolute container path other than /, /proc, /sys or /dev", target)
-    return Mount(source=real, target=norm, mode="rw" if mode == "rw" else "ro")
+    return norm
 
 
 def _resources(reader: _Reader) -> Resources:
@@ -509,11 +528,18 @@ def _build(reader: _Reader) -> Build | None:
     sub = reader.sub("build")
     if sub is None:
         return None
-    sub.check_keys({"pypi", "npm"})
-    pypi, npm = sub.string("pypi", expected="a pip requirement"), sub.string("npm", expected="an npm spec")
+    sub.check_keys({"pypi", "npm", "apt"})
+    pypi = sub.string("pypi", pattern=PYPI_RE, expected="a pip requirement such as mcp-server-git==2026.10.19")
+    npm = sub.string("npm", pattern=NPM_RE, expected="an npm spec such as @scope/pkg@1.2.3")
     if (pypi is None) == (npm is None):
         sub.fail(sub.where, "exactly one of pypi or npm")
-    return Build(pypi=pypi, npm=npm)
+    apt = sub.get("apt") or []
+    if not isinstance(apt, list) or len(apt) > MAX_DEBS:
+        sub.fail(sub.key("apt"), f"a list of at most {MAX_DEBS} Debian package names", apt)
+    for item in apt:
+        if not isinstance(item, str) or not DEB_RE.match(item):
+            sub.fail(sub.key("apt"), "Debian package names such as git", item)
+    return Build(pypi=pypi, npm=npm, apt=tuple(apt))
 
 
 def _patterns(reader: _Reader, name: str) -> tuple[str, ...] | None:

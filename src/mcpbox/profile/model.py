@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mcpbox.errors import ProfileError
+
 MountMode = Literal["ro", "rw"]
 Payloads = Literal["full", "metadata"]
 
@@ -65,9 +67,15 @@ class Network:
 
 @dataclass(frozen=True)
 class Mount:
-    source: Path  # absolute, resolved host path that existed at load time
+    """A host folder bound into the container, or (with ``volume``) a named Docker volume mcpbox keeps."""
+
+    source: Path | None  # absolute host path (resolved when it existed at load time); None for a volume
     target: str  # absolute path in the container
     mode: MountMode = "ro"
+    volume: str | None = None  # the volume's short name; Docker's name is volume_name(profile, this)
+    # A host path that did not exist at load time: the profile still lists, shows and builds, but no
+    # session starts until it exists (Profile.check_mounts). Holds the key path, e.g. "mounts[0].source".
+    missing: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class Resources:
 class Build:
     pypi: str | None = None
     npm: str | None = None
+    apt: tuple[str, ...] = ()  # Debian packages the server needs besides the base (git for mcp-server-git)
 
 
 @dataclass(frozen=True)
@@ -230,12 +239,27 @@ class Profile:
     policy: Policy = field(default_factory=Policy)
     log: LogSettings = field(default_factory=LogSettings)
 
+    def check_mounts(self) -> None:
+        """Refuse to start a session while a mounted host path is missing (a folder the user has yet to make)."""
+        for mount in self.mounts:
+            if mount.missing:
+                raise ProfileError(
+                    f"{self.source}: {mount.missing}: {mount.source} does not exist, so it cannot be mounted.",
+                    f"Create it (mkdir -p {mount.source}) or point the mount at an existing folder "
+                    "in your own copy of the profile.",
+                )
+
     def loosenings(self) -> list[str]:  # noqa: PLR0912 - one branch per key, flat on purpose
         """Every way this profile is less strict than the defaults, in words."""
         found: list[str] = []
         for mount in self.mounts:
             access = "read-write" if mount.mode == "rw" else "read-only"
-            found.append(f"mounts host {mount.source} at {mount.target} ({access})")
+            if mount.volume is not None:
+                found.append(
+                    f"keeps data in volume {volume_name(self.name, mount.volume)} at {mount.target} ({access})"
+                )
+            else:
+                found.append(f"mounts host {mount.source} at {mount.target} ({access})")
         if self.resources.memory > DEFAULT_MEMORY:
             found.append(f"memory limit {self.resources.memory} bytes is above the default {DEFAULT_MEMORY}")
         if self.resources.cpus > DEFAULT_CPUS:
@@ -274,3 +298,9 @@ class Profile:
         if not self.log.sign:
             found.append("log.sign is off: this profile's session logs carry no signatures")
         return found
+
+
+def volume_name(profile: str, volume: str) -> str:
+    """The Docker volume behind a profile's ``{volume: NAME}`` mount: one per profile and name, so
+    two profiles never share data by choosing the same short name."""
+    return f"mcpbox-{profile}-{volume}"

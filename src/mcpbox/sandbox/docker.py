@@ -201,6 +201,29 @@ class Engine:
 
         return lines()
 
+    def has_volume(self, name: str) -> bool:
+        with _translated(f"looking up the volume {name}"):
+            try:
+                self.api.inspect_volume(name)
+            except docker.errors.NotFound:
+                return False
+            return True
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        with _translated(f"creating the volume {name}"):
+            self.api.create_volume(name, driver="local", labels=labels)
+
+    def put_archive_mounted(self, image: str, mount: dict[str, Any], path: str, archive: bytes) -> None:
+        """Unpack ``archive`` at ``path`` in a container of ``image`` with ``mount``, created and never started."""
+        body = {"Image": image, "Entrypoint": ["true"], "Cmd": [], "NetworkDisabled": True}
+        body["HostConfig"] = {"Mounts": [mount], "NetworkMode": "none", "CapDrop": ["ALL"]}
+        with _translated(f"preparing the volume {mount.get('Source')}"):
+            cid = str(self.api.create_container_from_config(body, name=None)["Id"])  # type: ignore[no-untyped-call]
+            try:
+                self.api.put_archive(cid, path, archive)
+            finally:
+                _ignore_gone(lambda: self.api.remove_container(cid, force=True))
+
     def sandboxes(self, session: str | None = None) -> list[SandboxInfo]:
         label = f"{LABEL_SESSION}={session}" if session else LABEL_SESSION
         with _translated("listing sandboxes"):

@@ -16,7 +16,7 @@ from typing import Any
 from mcpbox import paths
 from mcpbox._version import __version__
 from mcpbox.errors import ProfileError
-from mcpbox.profile.model import SECRETS_DIR, TMPFS_SIZE, Profile
+from mcpbox.profile.model import SECRETS_DIR, TMPFS_SIZE, Mount, Profile, volume_name
 from mcpbox.secrets import handoff
 
 LABEL_SESSION = "mcpbox.session"
@@ -85,6 +85,26 @@ def scratch_tmpfs(profile: Profile, image_volumes: tuple[str, ...] = ()) -> dict
     return tmpfs
 
 
+def mount_body(profile_name: str, mount: Mount) -> dict[str, Any]:
+    """One entry of HostConfig.Mounts: a host bind, or the profile's named volume (never copied into
+    from the image, so what the volume holds is only what the server wrote)."""
+    if mount.volume is not None:
+        return {
+            "Type": "volume",
+            "Source": volume_name(profile_name, mount.volume),
+            "Target": mount.target,
+            "ReadOnly": mount.mode != "rw",
+            "VolumeOptions": {"NoCopy": True},
+        }
+    return {
+        "Type": "bind",
+        "Source": str(mount.source),
+        "Target": mount.target,
+        "ReadOnly": mount.mode != "rw",
+        "BindOptions": {"Propagation": "rprivate"},
+    }
+
+
 def server_argv(profile: Profile, image: ImageConfig) -> list[str]:
     """The argv the server runs with, as the engine would compose it: the image's entrypoint, then the command."""
     argv = [*image.entrypoint, *(profile.command if profile.command is not None else image.cmd)]
@@ -116,6 +136,7 @@ def create_body(
 
     ``egress``: the id of the session's egress container, whose network namespace (and so its
     rules and resolver) the server joins; without one the server has no network at all."""
+    profile.check_mounts()
     image = image or ImageConfig()
     res = profile.resources
     host_config: dict[str, Any] = {
@@ -130,16 +151,7 @@ def create_body(
         # noexec: nothing the server downloads or writes can be executed.
         "Tmpfs": scratch_tmpfs(profile, image.volumes),
         "NetworkMode": "none",
-        "Mounts": [
-            {
-                "Type": "bind",
-                "Source": str(mount.source),
-                "Target": mount.target,
-                "ReadOnly": mount.mode != "rw",
-                "BindOptions": {"Propagation": "rprivate"},
-            }
-            for mount in profile.mounts
-        ],
+        "Mounts": [mount_body(profile.name, mount) for mount in profile.mounts],
         "Memory": res.memory,
         "MemorySwap": res.memory,  # equal to Memory: no swap on top of the limit
         "NanoCpus": round(res.cpus * 1e9),

@@ -23,6 +23,7 @@ from mcpbox.profile import Profile
 from mcpbox.sandbox.docker import Engine
 from mcpbox.sandbox.owners import collect_garbage, current_owner
 from mcpbox.sandbox.spec import Owner, container_name, create_body, labels
+from mcpbox.sandbox.volumes import ensure_volumes
 from mcpbox.sandbox.watchdog import Watchdog
 from mcpbox.secrets import handoff
 from mcpbox.secrets.store import Resolved
@@ -59,10 +60,13 @@ class Sandbox:
 
     def start(self) -> socket.socket:
         """Create, attach, start; the socket carries the server's stdin and multiplexed stdout/stderr."""
+        self.profile.check_mounts()  # before anything is made
         self.engine = engine = Engine()
         owner = current_owner(self.session)
         image = engine.image_config(self.profile.image)  # before anything is made: a missing image costs nothing
         check_pin(self.profile, image.id)  # the image `mcpbox build` pinned, or a refusal saying how to re-pin
+        for volume in ensure_volumes(engine, self.profile):
+            self.log.event("volume_created", volume=volume, owner=self.profile.user)
         egress = None if self.profile.network.none else self._start_egress(engine, owner)
         body = create_body(self.profile, owner, image, egress=egress)
         self.container_id = cid = engine.create(body, container_name(self.session))

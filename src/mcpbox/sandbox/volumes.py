@@ -1,0 +1,51 @@
+"""Named volumes a profile keeps between sessions (``mounts: [{volume: NAME, ...}]``).
+
+A fresh Docker volume's root belongs to root, and the server never runs as root, so a volume
+mcpbox creates is handed to the profile's user before its first session. No process runs for
+that: a container is created (never started) with the volume mounted, and the engine unpacks a
+one-entry archive over the mount point, which sets its owner and mode. So nothing from the
+server's image ever runs with more rights than the server itself has.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import TYPE_CHECKING
+
+from mcpbox.profile.model import volume_name
+from mcpbox.sandbox.spec import mount_body
+
+if TYPE_CHECKING:
+    from mcpbox.profile import Profile
+    from mcpbox.sandbox.docker import Engine
+
+LABEL_VOLUME_PROFILE = "mcpbox.volume.profile"
+
+
+def ensure_volumes(engine: Engine, profile: Profile) -> list[str]:
+    """Create the profile's missing volumes, owned by its user (mode 0700); the names created."""
+    created = []
+    uid, _, gid = profile.user.partition(":")
+    for mount in profile.mounts:
+        if mount.volume is None:
+            continue
+        name = volume_name(profile.name, mount.volume)
+        if engine.has_volume(name):
+            continue
+        engine.create_volume(name, {LABEL_VOLUME_PROFILE: profile.name})
+        engine.put_archive_mounted(
+            profile.image, mount_body(profile.name, mount), "/", _owned_dir(mount.target, int(uid), int(gid or uid))
+        )
+        created.append(name)
+    return created
+
+
+def _owned_dir(target: str, uid: int, gid: int) -> bytes:
+    """A tar holding only the mount point itself (its parents are left as they are), owned by uid:gid."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        entry = tarfile.TarInfo(target.lstrip("/"))
+        entry.type, entry.uid, entry.gid, entry.mode = tarfile.DIRTYPE, uid, gid, 0o700
+        tar.addfile(entry)
+    return buffer.getvalue()
