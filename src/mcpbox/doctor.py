@@ -42,6 +42,7 @@ class Doctor:
             self.cgroups,
             self.keyring,
             self.images,
+            self.mounts,
             self.egress,
             self.orphans,
         ):
@@ -178,6 +179,20 @@ class Doctor:
             return checks
 
         return self._needs_engine("images", run)
+
+    def mounts(self) -> list[Check]:
+        """Host folders a profile mounts must exist before its session can start."""
+        from mcpbox.secrets.usage import _profiles  # noqa: PLC0415
+
+        checks = []
+        profiles, _ = _profiles()  # a profile that does not load is reported by images()
+        for profile in profiles:
+            for mount in profile.mounts:
+                if mount.missing:
+                    what = f"{mount.missing} {mount.source} does not exist: `mcpbox run {profile.name}` refuses."
+                    fix = f"mkdir -p {mount.source}, or point the mount elsewhere in your own copy of the profile"
+                    checks.append(Check(f"profile {profile.name}", PROBLEM, what, fix))
+        return checks or [Check("mounts", OK, "every host folder the profiles mount exists")]
 
     def egress(self) -> list[Check]:
         """Network allow-lists need the egress image, and a kernel that loads its nftables rules."""

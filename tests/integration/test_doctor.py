@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +25,15 @@ def doctor(home: Home, **env: str) -> tuple[int, dict[str, dict[str, str]]]:
     return done.returncode, {check["name"]: check for check in report["checks"]}
 
 
-def test_a_healthy_host_passes_every_check(kr_home: Home, keyring: KeyringSession, docker_clean: Any) -> None:
-    code, checks = doctor(kr_home)
+def test_a_healthy_host_passes_every_check(
+    kr_home: Home, keyring: KeyringSession, docker_clean: Any, tmp_path: Path
+) -> None:
+    user = tmp_path / "user"  # a HOME with the folders the built-in profiles mount
+    for folder in ("Documents", "src/project"):
+        (user / folder).mkdir(parents=True)
+    code, checks = doctor(kr_home, HOME=str(user))
     assert code == 0, checks
-    for name in ("engine", "seccomp", "cgroups", "keyring", "images", "network allow-lists", "orphans"):
+    for name in ("engine", "seccomp", "cgroups", "keyring", "images", "mounts", "network allow-lists", "orphans"):
         assert checks[name]["status"] == "ok", checks[name]
     assert "SecretService" in checks["keyring"]["detail"]
 
@@ -56,3 +62,11 @@ def test_a_missing_image_and_a_missing_secret_are_reported_with_their_fixes(
 def test_no_secure_keyring_is_a_problem(home: Home) -> None:
     code, checks = doctor(home, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     assert code == 1 and checks["keyring"]["status"] == "problem" and "gnome-keyring-daemon" in checks["keyring"]["fix"]
+
+
+def test_a_missing_mount_folder_is_reported_with_its_fix(home: Home, tmp_path: Path) -> None:
+    code, checks = doctor(home, HOME=str(tmp_path))
+    assert code == 1
+    found = checks["profile filesystem"]
+    assert found["status"] == "problem" and f"mkdir -p {tmp_path}/Documents" in found["fix"], found
+    assert "mounts[0].source" in found["detail"]
