@@ -3,10 +3,12 @@
 The package is fetched on the host (pip or npm, which reach their registries), then installed
 into an image with `docker build --network none`: nothing the package's install does can reach
 the network, and npm install scripts never run (`npm install --ignore-scripts` on the host:
-they would run there, with the user's rights). The image gets the profile's `image:` name and a content tag,
-labels naming the spec, and a record in `$XDG_STATE_HOME/mcpbox/images/PROFILE.json` with its
-image id: from then on `mcpbox run` refuses an image under that name with another id. A
-CycloneDX SBOM of what was installed is written beside the record.
+they would run there, with the user's rights). Debian packages a server needs (`build.apt`) are
+fetched by the host's apt and installed with dpkg in the same offline build. The image gets the
+profile's `image:` name and a content tag, labels naming the spec, and a pin holding its image id
+(`image_pins.record_path`: a lock file beside a user's profile): from then on `mcpbox run` refuses
+an image under that name with another id. A CycloneDX SBOM of what was installed is written to
+`$XDG_STATE_HOME/mcpbox/images/`.
 """
 
 from __future__ import annotations
@@ -91,9 +93,10 @@ def build(profile: Profile, *, log: Any = print) -> Record:
     sbom_path = records_dir() / f"{profile.name}.cdx.json"
     sbom_path.write_text(json.dumps(_sbom(profile, text, image_id, components), indent=1) + "\n", encoding="utf-8")
     record = Record(profile.name, profile.image, image_id, text, content_tag, time.time(), str(sbom_path))
-    tmp_record = record_path(profile.name).with_suffix(".tmp")
+    lock = record_path(profile)  # beside the profile, or in records_dir() (made above)
+    tmp_record = lock.with_suffix(".tmp")
     tmp_record.write_text(json.dumps(record.as_dict(), indent=1) + "\n", encoding="utf-8")
-    tmp_record.replace(record_path(profile.name))
+    tmp_record.replace(lock)
     return record
 
 

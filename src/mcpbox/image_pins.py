@@ -36,29 +36,36 @@ class Record:
 
 
 def records_dir() -> Path:
+    """Where SBOMs live, and the pins of profiles whose own folder is not the user's (the built-ins)."""
     return paths.state_dir() / "images"
 
 
-def record_path(profile: str) -> Path:
-    return records_dir() / f"{profile}.json"
+def record_path(profile: Profile) -> Path:
+    """The pin: a lock file beside the profile (``NAME.lock.json``), so it travels with it, for the
+    user's own profiles; in the state folder for built-ins, whose folder belongs to the install."""
+    source = profile.source
+    if source is not None and source.parent.resolve() != paths.builtin_profiles_dir().resolve():
+        return source.with_name(f"{source.stem}.lock.json")
+    return records_dir() / f"{profile.name}.json"
 
 
-def pinned(profile: str) -> Record | None:
+def pinned(profile: Profile) -> Record | None:
+    path = record_path(profile)
     try:
-        data = json.loads(record_path(profile).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         return Record(**data)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
         raise ImagePinError(
-            f"the image record {record_path(profile)} is unreadable ({exc}).",
-            f"Rebuild and re-pin with `mcpbox build {profile}`.",
+            f"the image record {path} is unreadable ({exc}).",
+            f"Rebuild and re-pin with `mcpbox build {profile.name}`.",
         ) from exc
 
 
 def check_pin(profile: Profile, image_id: str) -> None:
     """Called by `run`: the image under the profile's name must be the one that was built and pinned."""
-    record = pinned(profile.name)
+    record = pinned(profile)
     if record is None or record.image != profile.image or record.id == image_id:
         return
     raise ImagePinError(
@@ -66,5 +73,5 @@ def check_pin(profile: Profile, image_id: str) -> None:
         f"pinned on {time.strftime('%Y-%m-%d %H:%M', time.localtime(record.built))}: it was rebuilt or replaced "
         "outside mcpbox; nothing was started.",
         f"If you trust the change, rebuild and re-pin it with `mcpbox build {profile.name}`; "
-        f"to drop the pin, delete {record_path(profile.name)}.",
+        f"to drop the pin, delete {record_path(profile)}.",
     )

@@ -95,8 +95,11 @@ def test_a_built_image_serves_through_a_real_client_and_has_an_sbom(
 def test_an_image_that_changed_under_the_profiles_name_is_refused(
     home: Home, docker_clean: Any, raw_clients: list[RawClient]
 ) -> None:
-    home.write_profile("time-built", PROFILES["time-built"])
+    profile_file = home.write_profile("time-built", PROFILES["time-built"])
     record = build(home, "time-built")
+    # The pin is a lock file beside the user's profile, so it travels with it.
+    assert record["lock"] == str(profile_file.with_name("time-built.lock.json"))
+    assert json.loads(Path(record["lock"]).read_text())["id"] == record["id"]
     repository, tag = record["image"].rsplit(":", 1)
     docker_clean.tag("mcpbox/base:bookworm", repository, tag)  # someone replaces the image
     try:

@@ -15,12 +15,15 @@ def build(
 ) -> None:
     """Fetch the package on the host, install it with `docker build --network none`, pin the image id."""
     from mcpbox.build import build as build_image
+    from mcpbox.image_pins import record_path
     from mcpbox.profile import load_profile
 
-    record = build_image(load_profile(profile), log=lambda line: sys.stderr.write(line + "\n"))
+    loaded = load_profile(profile)
+    record = build_image(loaded, log=lambda line: sys.stderr.write(line + "\n"))
+    lock = record_path(loaded)
     if as_json:
-        emit_json(record.as_dict())
+        emit_json({**record.as_dict(), "lock": str(lock)})
         return
     emit_text(f"built {record.image} ({record.id[:19]}), also tagged {record.content_tag}")
-    emit_text(f"pinned: `mcpbox run {record.profile}` refuses any other image under that name")
+    emit_text(f"pinned in {lock}: `mcpbox run {record.profile}` refuses any other image under that name")
     emit_text(f"SBOM (CycloneDX): {record.sbom}")
