@@ -73,21 +73,9 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 ensure_base_image() {
     have_image "$BASE_IMAGE" && return
     need_root "debootstrap the base image"
-    local dir="$CACHE/rootfs"
-    log "building $BASE_IMAGE with debootstrap (about a minute)"
-    rm -rf "$dir"
-    mkdir -p "$CACHE"
-    debootstrap --variant=minbase --include=python3,python3-venv,nodejs,ca-certificates \
-        bookworm "$dir" "$DEBIAN_MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
-        || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
-    # Package caches and docs only make the image bigger and slower to start.
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
-        "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
-    tar -C "$dir" -c . | docker import \
-        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        -c 'ENV LANG=C.UTF-8' \
-        - "$BASE_IMAGE" >/dev/null
-    rm -rf "$dir"
+    [ -x "$ROOT/.venv/bin/mcpbox" ] || { log "the base image is built by mcpbox itself: run make setup"; exit 1; }
+    log "building $BASE_IMAGE with mcpbox base build (debootstrap, about a minute)"
+    DEBIAN_MIRROR="$DEBIAN_MIRROR" "$ROOT/.venv/bin/mcpbox" base build --image "$BASE_IMAGE" >/dev/null
 }
 
 # Wheels for Python 3.11 on this architecture, whatever the host's Python is.

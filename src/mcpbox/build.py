@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from mcpbox import paths
+from mcpbox.base import BASE_IMAGE
 from mcpbox.errors import ImageMissingError, ProfileError, SandboxError
 from mcpbox.image_pins import Record, record_path, records_dir
 from mcpbox.profile import Profile
 
-BASE_IMAGE = os.environ.get("MCPBOX_BASE_IMAGE", "mcpbox/base:bookworm")
 LABEL_SPEC = "org.mcpbox.build.spec"
 LABEL_PROFILE = "org.mcpbox.build.profile"
 PYTHON = "3.11"  # the base image's python3 (Debian bookworm): wheels are fetched for it
@@ -51,18 +51,20 @@ def build(profile: Profile, *, log: Any = print) -> Record:
     from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
 
     engine = Engine(timeout=600)
+    base = spec.base or BASE_IMAGE
     try:
-        base_id = engine.api.inspect_image(BASE_IMAGE)["Id"]  # type: ignore[no-untyped-call]
+        base_id = engine.api.inspect_image(base)["Id"]  # type: ignore[no-untyped-call]
     except Exception as exc:
         raise ImageMissingError(
-            f"the base image {BASE_IMAGE} is not on this engine ({exc}).",
-            "Build it with `make setup` (scripts/setup.sh: debootstrap, offline), or set MCPBOX_BASE_IMAGE.",
+            f"the base image {base} is not on this engine ({exc}); mcpbox never pulls images.",
+            "Build mcpbox's own with `sudo mcpbox base build` (debootstrap, no registry needed), or pull "
+            "an official slim image yourself and name it in build.base or MCPBOX_BASE_IMAGE.",
         ) from exc
     with tempfile.TemporaryDirectory(prefix="mcpbox-build-") as tmp:
         ctx = Path(tmp)
         debs: list[dict[str, str]] = []
         if spec.apt:
-            log(f"mcpbox build: downloading Debian packages {', '.join(spec.apt)} (the host's apt, for {BASE_IMAGE})")
+            log(f"mcpbox build: downloading Debian packages {', '.join(spec.apt)} (the host's apt, for {base})")
             debs = _fetch_debs(engine, base_id, spec.apt, ctx / "debs")
         if spec.pypi is not None:
             log(f"mcpbox build: downloading {spec.pypi} (wheels for Python {PYTHON})")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,26 @@ def test_an_image_that_changed_under_the_profiles_name_is_refused(
         assert done.returncode == 1 and "mcpbox build time-built" in checks[f"image {record['image']}"]["fix"]
     finally:
         docker_clean.tag(record["id"], repository, tag)
+
+
+def test_a_missing_base_image_is_named_with_how_to_make_it(home: Home, docker_clean: Any) -> None:
+    home.write_profile(
+        "based", {**PROFILES["time-built"], "build": {"pypi": "mcp-server-time", "base": "mcpbox/nobase:1"}}
+    )
+    done = subprocess.run(
+        [MCPBOX, "build", "based"], env=home.full_env(), capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "mcpbox/nobase:1" in done.stderr and "mcpbox base build" in done.stderr and "never pulls" in done.stderr
+
+
+def test_base_build_refuses_without_root_before_touching_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    # debootstrap needs root: as another user the refusal comes first, with the sudo that fixes it.
+    # (Where the checkout lies, another uid may not reach mcpbox at all: so the uid is what is changed.)
+    from mcpbox.base import build_base
+    from mcpbox.errors import UsageError
+
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    with pytest.raises(UsageError) as refused:
+        build_base("mcpbox/never-built:test", log=lambda line: pytest.fail(f"started: {line}"))
+    assert "needs root" in refused.value.message and "sudo mcpbox base build" in refused.value.remedy

@@ -7,6 +7,7 @@ import typer
 from mcpbox._version import __version__
 from mcpbox.cli import (
     approvals_cmd,
+    base_cmd,
     build_cmd,
     client_cmd,
     doctor_cmd,
@@ -48,6 +49,7 @@ app.add_typer(pins_cmd.app, name="pins")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(client_cmd.app, name="client")
+app.add_typer(base_cmd.app, name="base")
 app.command("ps")(sandbox_cmd.ps)
 app.command("stop")(sandbox_cmd.stop)
 app.command("gc")(sandbox_cmd.gc)

@@ -528,7 +528,8 @@ def _build(reader: _Reader) -> Build | None:
     sub = reader.sub("build")
     if sub is None:
         return None
-    sub.check_keys({"pypi", "npm", "apt"})
+    sub.check_keys({"pypi", "npm", "apt", "base"})
+    base = sub.string("base", pattern=IMAGE_RE, expected="an image reference such as python:3.11-slim-bookworm")
     pypi = sub.string("pypi", pattern=PYPI_RE, expected="a pip requirement such as mcp-server-git==2026.10.19")
     npm = sub.string("npm", pattern=NPM_RE, expected="an npm spec such as @scope/pkg@1.2.3")
     if (pypi is None) == (npm is None):
@@ -539,7 +540,7 @@ def _build(reader: _Reader) -> Build | None:
     for item in apt:
         if not isinstance(item, str) or not DEB_RE.match(item):
             sub.fail(sub.key("apt"), "Debian package names such as git", item)
-    return Build(pypi=pypi, npm=npm, apt=tuple(apt))
+    return Build(pypi=pypi, npm=npm, apt=tuple(apt), base=base)
 
 
 def _patterns(reader: _Reader, name: str) -> tuple[str, ...] | None:

@@ -90,6 +90,7 @@ class Build:
     pypi: str | None = None
     npm: str | None = None
     apt: tuple[str, ...] = ()  # Debian packages the server needs besides the base (git for mcp-server-git)
+    base: str | None = None  # the image to build on; None: mcpbox.base.BASE_IMAGE
 
 
 @dataclass(frozen=True)
