@@ -96,6 +96,9 @@ def test_install_sandboxes_stdio_servers_moves_the_token_and_uninstall_restores_
     profiles = user / ".config" / "mcpbox" / "profiles"
     for path in [config, *profiles.iterdir()]:
         assert TOKEN.encode() not in path.read_bytes(), path
+    # Not in mcpbox's own files either (the kept original included): the keyring alone holds it.
+    kept = [path for path in kr_home.state.rglob("*") if path.is_file()]
+    assert kept and not [path for path in kept if TOKEN.encode() in path.read_bytes()]
     assert outcomes["github"]["secrets"] == ["github.GITHUB_PERSONAL_ACCESS_TOKEN"]
     probe = subprocess.run(
         [

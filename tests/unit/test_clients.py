@@ -178,10 +178,14 @@ def test_server_limits_install_to_one_entry(home: Home, desktop: tuple[Place, Pa
 
 
 def test_uninstall_restores_the_original_bytes(home: Home, desktop: tuple[Place, Path, dict[str, str]]) -> None:
-    place, path, _ = desktop
+    place, path, stored = desktop
     run_install(desktop, only="time")
     run_install(desktop)  # a second install must not replace the backup of the original
-    (restored,) = uninstall("claude-desktop", place=place)
+    # ... and the token it moved to the keyring leaves the backup too: only the keyring holds it.
+    state = home.state / "mcpbox" / "clients"
+    kept = [f.read_bytes() for f in state.rglob("*") if f.is_file()]
+    assert kept and not any(TOKEN.encode() in data for data in kept)
+    (restored,) = uninstall("claude-desktop", place=place, load=stored.get)
     assert path.read_text() == ORIGINAL
     assert path.stat().st_mode & 0o777 == 0o640
     assert sorted(Path(p).name for p in restored.profiles) == ["github.yaml", "time-2.yaml"]
@@ -193,12 +197,25 @@ def test_uninstall_restores_the_original_bytes(home: Home, desktop: tuple[Place,
 def test_uninstall_refuses_to_drop_later_edits_unless_forced(
     home: Home, desktop: tuple[Place, Path, dict[str, str]]
 ) -> None:
-    place, path, _ = desktop
+    place, path, stored = desktop
     run_install(desktop)
     path.write_text(path.read_text().replace("dark", "light"))
     with pytest.raises(UsageError, match="changed since"):
-        uninstall("claude-desktop", place=place)
-    uninstall("claude-desktop", place=place, force=True)
+        uninstall("claude-desktop", place=place, load=stored.get)
+    uninstall("claude-desktop", place=place, force=True, load=stored.get)
+    assert path.read_text() == ORIGINAL
+
+
+def test_uninstall_without_the_token_in_the_keyring_says_how_to_put_it_back(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]]
+) -> None:
+    place, path, stored = desktop
+    run_install(desktop)
+    written = path.read_bytes()
+    with pytest.raises(UsageError, match=r"mcpbox secret set github\.GITHUB_PERSONAL_ACCESS_TOKEN"):
+        uninstall("claude-desktop", place=place, load=lambda entry: None)
+    assert path.read_bytes() == written  # nothing half-restored
+    uninstall("claude-desktop", place=place, load=stored.get)
     assert path.read_text() == ORIGINAL
 
 

@@ -281,8 +281,8 @@ def install_file(
 
     record = read_record(config) or {"path": str(config.path.absolute()), "profiles": [], "secrets": []}
     record_path, backup_path = _record_paths(config)
-    if not backup_path.exists():
-        _write_private(backup_path, raw)  # the original, once: later installs must not overwrite it
+    moved = [value for *_, t in planned for value in t.secrets.values()]
+    _keep_backup(backup_path, raw, record, moved, outcomes)
     new = replace_values(text, changes).encode("utf-8")
     if raw.startswith(b"\xef\xbb\xbf"):
         new = b"\xef\xbb\xbf" + new
@@ -293,6 +293,56 @@ def install_file(
     record["written_sha256"] = hashlib.sha256(new).hexdigest()
     _write_private(record_path, json.dumps(record, indent=1).encode() + b"\n")
     return outcomes
+
+
+def _keep_backup(
+    backup_path: Path, raw: bytes, record: dict[str, Any], moved: list[tuple[str, str]], outcomes: list[Outcome]
+) -> None:
+    """The original, kept once (later installs must not overwrite it), with every token just moved to
+    the keyring replaced by a marker: the keyring is then the only place on disk that holds it."""
+    backup = backup_path.read_bytes() if backup_path.exists() else raw
+    record.setdefault("seal", os.urandom(8).hex())
+    backup, sealed, missed = seal(backup, record["seal"], moved, len(record.get("sealed", [])))
+    record["sealed"] = record.get("sealed", []) + sealed
+    _write_private(backup_path, backup)
+    for outcome in outcomes:
+        if set(outcome.secrets) & missed:
+            note = "a token is spelled with JSON escapes in the file, so the private backup still holds it"
+            outcome.notes = (*outcome.notes, note)
+
+
+def seal(
+    data: bytes, nonce: str, moved: list[tuple[str, str]], start: int
+) -> tuple[bytes, list[dict[str, Any]], set[str]]:
+    """``data`` with each (keyring entry, value) in ``moved`` replaced, as spelled in JSON, by a marker
+    no file holds by chance; the markers made, and the entries whose value was not found."""
+    sealed: list[dict[str, Any]] = []
+    missed: set[str] = set()
+    for entry, value in moved:
+        forms = [(json.dumps(value, ensure_ascii=flag)[1:-1].encode(), flag) for flag in (False, True)]
+        found = [(form, flag) for form, flag in forms if form and form in data]
+        if not found:
+            missed.add(entry)
+        for form, flag in found:
+            marker = f"mcpbox-sealed-{nonce}-{start + len(sealed)}"
+            data = data.replace(form, marker.encode())
+            sealed.append({"entry": entry, "marker": marker, "ascii": flag})
+    return data, sealed, missed
+
+
+def unseal(data: bytes, sealed: list[dict[str, Any]], load: Callable[[str], str | None], file: Path) -> bytes:
+    """The original bytes back: each marker replaced by its token, read from the keyring."""
+    for item in sealed:
+        value = load(str(item["entry"]))
+        if value is None:
+            raise ClientConfigError(
+                f"the keyring entry {item['entry']!r}, which holds a token from {file}, is gone, so the "
+                "original file cannot be put back as it was.",
+                f"Store the token again with `mcpbox secret set {item['entry']}`, then run uninstall again.",
+            )
+        form = json.dumps(value, ensure_ascii=bool(item["ascii"]))[1:-1].encode()
+        data = data.replace(str(item["marker"]).encode(), form)
+    return data
 
 
 def existing_files(client: str, place: Place | None = None) -> list[ConfigFile]:
@@ -327,8 +377,14 @@ class Restored:
     secrets: list[str]
 
 
-def uninstall(client: str, *, place: Place | None = None, force: bool = False) -> list[Restored]:
-    """Put back every file of ``client`` that install rewrote, byte for byte."""
+def uninstall(
+    client: str,
+    *,
+    place: Place | None = None,
+    force: bool = False,
+    load: Callable[[str], str | None] | None = None,
+) -> list[Restored]:
+    """Put back every file of ``client`` that install rewrote, byte for byte (tokens from the keyring)."""
     restored: list[Restored] = []
     for config in config_files(client, place):
         record = read_record(config)
@@ -342,8 +398,15 @@ def uninstall(client: str, *, place: Place | None = None, force: bool = False) -
                     f"{config.path} changed since mcpbox rewrote it; restoring the original would undo those changes.",
                     f"Run `mcpbox client uninstall {client} --force` to restore it anyway.",
                 )
+        original = backup_path.read_bytes()
+        if record.get("sealed"):
+            if load is None:
+                from mcpbox.secrets.store import SecretStore  # noqa: PLC0415 - loads the keyring
+
+                load = SecretStore().get
+            original = unseal(original, record["sealed"], load, config.path)
         mode = config.path.stat().st_mode if config.path.exists() else 0o600
-        write_atomic(config.path, backup_path.read_bytes(), mode)
+        write_atomic(config.path, original, mode)
         backup_path.unlink()
         record_path.unlink()
         restored.append(Restored(config.path, list(record.get("profiles", [])), list(record.get("secrets", []))))
