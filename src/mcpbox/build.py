@@ -75,6 +75,7 @@ def build(profile: Profile, *, log: Any = print) -> Record:
             assert spec.npm is not None  # noqa: S101 - the loader requires exactly one
             log(f"mcpbox build: downloading {spec.npm} (npm, install scripts off)")
             components = _fetch_npm(spec.npm, ctx / "node")
+            _check_npm_command(profile, ctx / "node")
             dockerfile = _npm_dockerfile()
             text = spec.npm
         components = debs + components
@@ -163,6 +164,22 @@ def _fetch_npm(spec: str, dest: Path) -> list[dict[str, str]]:
         integrity = str(info.get("integrity", ""))
         found.append({"name": name, "version": str(info.get("version", "?")), "hash": integrity, "type": "npm"})
     return found
+
+
+def _check_npm_command(profile: Profile, node: Path) -> None:
+    """The profile's command must be an executable the package installs (or the base's own node):
+    a guessed name (npx picks one from the package's manifest) fails here, not at every run."""
+    command = profile.command[0] if profile.command else None
+    if command is None or "/" in command or command in ("node", "nodejs", "sh"):
+        return
+    bins = sorted(path.name for path in (node / "node_modules" / ".bin").glob("*"))
+    if command not in bins:
+        package = profile.build.npm if profile.build else ""
+        raise ProfileError(
+            f"profile {profile.name}: its command {command!r} is not an executable that {package} "
+            f"installs (it installs: {', '.join(bins) or 'none'}).",
+            f"Set command: [{bins[0] if bins else 'node, path/to/entry.js'}, ...] in the profile.",
+        )
 
 
 def _npm_dockerfile() -> str:

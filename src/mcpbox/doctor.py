@@ -176,9 +176,24 @@ class Doctor:
             if not missing and not checks:
                 what = f"every profile's image is present, and pinned ones match ({len(profiles)} profiles)"
                 checks.append(Check("images", OK, what))
-            return checks
+            return [self._base(), *checks]
 
         return self._needs_engine("images", run)
+
+    def _base(self) -> Check:
+        """The image `mcpbox build` builds on (mcpbox's own unless MCPBOX_BASE_IMAGE names another)."""
+        import docker  # noqa: PLC0415
+
+        from mcpbox.base import BASE_IMAGE, LABEL_BASE  # noqa: PLC0415
+
+        try:
+            image = self.engine.api.inspect_image(BASE_IMAGE)
+        except docker.errors.ImageNotFound:
+            fix = "sudo mcpbox base build (Debian packages, no registry needed)"
+            what = f"{BASE_IMAGE} is missing: `mcpbox build` has nothing to build on."
+            return Check("base image", PROBLEM, what, fix)
+        made = ((image.get("Config") or {}).get("Labels") or {}).get(LABEL_BASE, "made outside mcpbox")
+        return Check("base image", OK, f"{BASE_IMAGE} {str(image.get('Id', ''))[:19]} ({made})")
 
     def mounts(self) -> list[Check]:
         """Host folders a profile mounts must exist before its session can start."""

@@ -138,3 +138,15 @@ def test_base_build_refuses_without_root_before_touching_anything(monkeypatch: p
     with pytest.raises(UsageError) as refused:
         build_base("mcpbox/never-built:test", log=lambda line: pytest.fail(f"started: {line}"))
     assert "needs root" in refused.value.message and "sudo mcpbox base build" in refused.value.remedy
+
+
+def test_a_command_the_npm_package_does_not_install_fails_the_build_naming_what_it_does(
+    home: Home, docker_clean: Any
+) -> None:
+    # npx picks the executable from the package's manifest; a guessed name must fail at build, not at each run.
+    home.write_profile("guessed", {**PROFILES["everything-built"], "command": ["server-everything"]})
+    done = subprocess.run(
+        [MCPBOX, "build", "guessed"], env=home.full_env(), capture_output=True, text=True, check=False, timeout=600
+    )
+    assert done.returncode == 2, done.stderr
+    assert "'server-everything' is not an executable" in done.stderr and "mcp-server-everything" in done.stderr

@@ -33,7 +33,8 @@ def test_a_healthy_host_passes_every_check(
         (user / folder).mkdir(parents=True)
     code, checks = doctor(kr_home, HOME=str(user))
     assert code == 0, checks
-    for name in ("engine", "seccomp", "cgroups", "keyring", "images", "mounts", "network allow-lists", "orphans"):
+    names = ("engine", "seccomp", "cgroups", "keyring", "base image", "images", "mounts", "network allow-lists")
+    for name in (*names, "orphans"):
         assert checks[name]["status"] == "ok", checks[name]
     assert "SecretService" in checks["keyring"]["detail"]
 
@@ -70,3 +71,11 @@ def test_a_missing_mount_folder_is_reported_with_its_fix(home: Home, tmp_path: P
     found = checks["profile filesystem"]
     assert found["status"] == "problem" and f"mkdir -p {tmp_path}/Documents" in found["fix"], found
     assert "mounts[0].source" in found["detail"]
+
+
+def test_a_missing_base_image_is_reported_with_its_fix(home: Home, docker_clean: Any) -> None:
+    code, checks = doctor(home, MCPBOX_BASE_IMAGE="mcpbox/no-such-base:1")
+    assert code == 1
+    base = checks["base image"]
+    assert base["status"] == "problem" and "mcpbox/no-such-base:1" in base["detail"], base
+    assert "mcpbox base build" in base["fix"]
