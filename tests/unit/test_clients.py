@@ -200,10 +200,27 @@ def test_uninstall_refuses_to_drop_later_edits_unless_forced(
     place, path, stored = desktop
     run_install(desktop)
     path.write_text(path.read_text().replace("dark", "light"))
-    with pytest.raises(UsageError, match="changed since"):
-        uninstall("claude-desktop", place=place, load=stored.get)
     uninstall("claude-desktop", place=place, force=True, load=stored.get)
     assert path.read_text() == ORIGINAL
+
+
+def test_uninstall_into_a_file_the_client_changed_puts_back_only_its_entries(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]]
+) -> None:
+    # Claude Code writes its own state into ~/.claude.json all the time: that must survive an uninstall.
+    place, path, stored = desktop
+    run_install(desktop)
+    edited = json.loads(path.read_text())
+    edited["theme"] = "light"
+    edited["mcpServers"]["added-later"] = {"command": "uvx", "args": ["other"]}
+    del edited["mcpServers"]["time"]  # the user removed one sandboxed entry: it stays removed
+    path.write_text(json.dumps(edited, indent=2))
+    (restored,) = uninstall("claude-desktop", place=place, load=stored.get)
+    assert restored.entries_only and restored.left == ["time"]
+    now = json.loads(path.read_text())
+    before = json.loads(ORIGINAL)
+    assert now["theme"] == "light" and "added-later" in now["mcpServers"] and "time" not in now["mcpServers"]
+    assert now["mcpServers"]["GitHub"] == before["mcpServers"]["GitHub"]  # token and all, from the keyring
 
 
 def test_uninstall_without_the_token_in_the_keyring_says_how_to_put_it_back(

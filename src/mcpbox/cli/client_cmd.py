@@ -121,7 +121,11 @@ def uninstall(
 
     lines = []
     for restored in do_uninstall(client, force=force):
-        lines.append(f"restored {restored.file}")
+        if restored.entries_only:
+            lines.append(f"restored mcpbox's entries in {restored.file}, which changed since install (changes kept)")
+            lines += [f"  left {name}: it no longer runs under mcpbox as installed" for name in restored.left]
+        else:
+            lines.append(f"restored {restored.file}")
         for profile in restored.profiles:
             lines.append(f"  kept profile {profile} (remove with: rm {profile})")
         for entry in restored.secrets:

@@ -289,6 +289,10 @@ def install_file(
     write_atomic(config.path, new, config.path.stat().st_mode)
     done = [o for o in outcomes if o.action == "sandboxed"]
     record["profiles"] += [str(paths.user_profiles_dir() / f"{o.profile}.yaml") for o in done]
+    # Which entries were rewritten, for a restore into a file the client changed since (Claude Code
+    # writes its own state into ~/.claude.json all the time).
+    record.setdefault("entries", [])
+    record["entries"] += [{"path": list(kp), "profile": t.name} for kp, _, _, t in planned]
     record["secrets"] += [ref for o in done for ref in o.secrets]
     record["written_sha256"] = hashlib.sha256(new).hexdigest()
     _write_private(record_path, json.dumps(record, indent=1).encode() + b"\n")
@@ -345,6 +349,34 @@ def unseal(data: bytes, sealed: list[dict[str, Any]], load: Callable[[str], str 
     return data
 
 
+def _restore_entries(path: Path, original: bytes, entries: list[dict[str, Any]]) -> tuple[bytes, list[str]]:
+    """The current file with each entry mcpbox rewrote (and that still runs its profile) put back as it
+    was in ``original``; everything else as the client left it. Also the servers left alone."""
+    raw, data = read_config(path)
+    before = json.loads(original.decode("utf-8-sig"))
+    current = dict(value_spans(raw.decode("utf-8-sig")))
+    changes: dict[KeyPath, Any] = {}
+    left: list[str] = []
+    for item in entries:
+        key_path = tuple(item["path"])
+        now, was = _at(data, key_path), _at(before, key_path)
+        if key_path in current and was is not None and sandboxed_profile(now) == item["profile"]:
+            changes[key_path] = was
+        else:
+            left.append(key_path[-1])
+    text = replace_values(raw.decode("utf-8-sig"), changes)
+    bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
+    return bom + text.encode("utf-8"), left
+
+
+def _at(data: Any, key_path: KeyPath) -> Any:
+    for key in key_path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
 def existing_files(client: str, place: Place | None = None) -> list[ConfigFile]:
     return [config for config in config_files(client, place) if config.path.is_file()]
 
@@ -375,6 +407,10 @@ class Restored:
     file: Path
     profiles: list[str]
     secrets: list[str]
+    # Set when the file had changed since install: only mcpbox's entries were put back, by key path,
+    # and the client's other changes kept; the entries the user had changed again are left, by name.
+    entries_only: bool = False
+    left: list[str] = field(default_factory=list)
 
 
 def uninstall(
@@ -391,13 +427,14 @@ def uninstall(
         record_path, backup_path = _record_paths(config)
         if record is None or not backup_path.is_file():
             continue
-        if config.path.exists() and not force:
-            current = hashlib.sha256(config.path.read_bytes()).hexdigest()
-            if current != record.get("written_sha256"):
-                raise ClientConfigError(
-                    f"{config.path} changed since mcpbox rewrote it; restoring the original would undo those changes.",
-                    f"Run `mcpbox client uninstall {client} --force` to restore it anyway.",
-                )
+        changed = config.path.exists() and hashlib.sha256(config.path.read_bytes()).hexdigest() != record.get(
+            "written_sha256"
+        )
+        if changed and not force and not record.get("entries"):
+            raise ClientConfigError(
+                f"{config.path} changed since mcpbox rewrote it; restoring the original would undo those changes.",
+                f"Run `mcpbox client uninstall {client} --force` to restore it anyway.",
+            )
         original = backup_path.read_bytes()
         if record.get("sealed"):
             if load is None:
@@ -405,11 +442,15 @@ def uninstall(
 
                 load = SecretStore().get
             original = unseal(original, record["sealed"], load, config.path)
+        done = Restored(config.path, list(record.get("profiles", [])), list(record.get("secrets", [])))
         mode = config.path.stat().st_mode if config.path.exists() else 0o600
+        if changed and not force:
+            done.entries_only = True
+            original, done.left = _restore_entries(config.path, original, record["entries"])
         write_atomic(config.path, original, mode)
         backup_path.unlink()
         record_path.unlink()
-        restored.append(Restored(config.path, list(record.get("profiles", [])), list(record.get("secrets", []))))
+        restored.append(done)
     if not restored:
         raise UsageError(f"mcpbox has not rewritten any {client} config.", "Nothing to undo.")
     return restored
