@@ -281,3 +281,35 @@ def test_claude_code_project_servers_are_found(home: Home, tmp_path: Path) -> No
 def test_a_package_that_is_not_a_registry_spec_is_left_alone_with_the_reason(command: str, args: list[str]) -> None:
     with pytest.raises(Untranslatable, match="registry package"):
         translate("srv", {"command": command, "args": args}, name="srv")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-y", "-p", "@acme/tools@1.2.0", "acme-mcp", "--flag"],
+        ["--yes", "--package=@acme/tools@1.2.0", "acme-mcp", "--flag"],
+    ],
+)
+def test_npx_with_a_named_package_runs_the_named_executable(args: list[str]) -> None:
+    profile = translate("srv", {"command": "npx", "args": args}, name="srv").profile
+    assert profile["build"] == {"npm": "@acme/tools@1.2.0"}
+    assert profile["command"] == ["acme-mcp", "--flag"]
+
+
+def test_npx_with_two_packages_is_left_alone() -> None:
+    with pytest.raises(Untranslatable, match="more than one package"):
+        translate("srv", {"command": "npx", "args": ["-p", "a", "-p", "b", "x"]}, name="srv")
+
+
+def test_a_windows_cmd_wrapper_is_seen_through() -> None:
+    entry = {"command": "cmd", "args": ["/c", "npx", "-y", "@modelcontextprotocol/server-memory@2026.8.31"]}
+    profile = translate("memory", entry, name="memory").profile
+    assert profile["build"] == {"npm": "@modelcontextprotocol/server-memory@2026.8.31"}
+    assert profile["command"] == ["mcp-server-memory"]
+
+
+def test_vscode_insiders_and_workspace_files_are_looked_at(tmp_path: Path) -> None:
+    place = Place(tmp_path / "user", "linux", {}, tmp_path / "project")
+    files = [config.path for config in config_files("vscode", place)]
+    assert tmp_path / "user" / ".config" / "Code - Insiders" / "User" / "mcp.json" in files
+    assert tmp_path / "project" / ".vscode" / "mcp.json" in files

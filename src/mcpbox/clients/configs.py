@@ -1,8 +1,9 @@
 """Where each desktop client keeps its MCP servers, and how to tell what an entry is.
 
 Paths follow each client's documentation: Claude Desktop (``claude_desktop_config.json`` in its
-app-data folder, key ``mcpServers``), Cursor (``~/.cursor/mcp.json``), VS Code (the user profile's
-``mcp.json`` with ``servers``, and the older ``"mcp": {"servers": ...}`` in ``settings.json``),
+app-data folder, key ``mcpServers``), Cursor (``~/.cursor/mcp.json``), VS Code and VS Code Insiders (the user
+profile's ``mcp.json`` with ``servers``, the older ``"mcp": {"servers": ...}`` in ``settings.json``,
+and the workspace's ``.vscode/mcp.json``),
 Claude Code (``~/.claude.json``, top level and per project, and a project's ``.mcp.json``) and
 Windsurf (``~/.codeium/windsurf/mcp_config.json``).
 """
@@ -75,8 +76,15 @@ def config_files(client: str, place: Place | None = None) -> list[ConfigFile]:
         ],
         "cursor": [(home / ".cursor" / "mcp.json", (("mcpServers",),))],
         "vscode": [
-            (place.app_data() / "Code" / "User" / "mcp.json", (("servers",),)),
-            (place.app_data() / "Code" / "User" / "settings.json", (("mcp", "servers"),)),
+            *(
+                item
+                for edition in ("Code", "Code - Insiders")
+                for item in (
+                    (place.app_data() / edition / "User" / "mcp.json", (("servers",),)),
+                    (place.app_data() / edition / "User" / "settings.json", (("mcp", "servers"),)),
+                )
+            ),
+            (place.project / ".vscode" / "mcp.json", (("servers",),)),  # the workspace's own
         ],
         "windsurf": [(home / ".codeium" / "windsurf" / "mcp_config.json", (("mcpServers",),))],
     }

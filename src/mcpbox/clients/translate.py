@@ -84,36 +84,12 @@ def _command(command: str, args: list[str]) -> tuple[dict[str, str], list[str], 
 
 def _launcher(command: str, args: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     exe = PurePosixPath(command.replace("\\", "/")).name
+    if exe.lower() in ("cmd", "cmd.exe") and len(args) >= 2 and args[0].lower() == "/c":
+        return _launcher(args[1], args[2:])  # Windows configs wrap npx in `cmd /c`
     if exe in ("npx", "npx.cmd"):
-        rest = list(args)
-        while rest and rest[0] in NPX_FLAGS:
-            rest.pop(0)
-        if not rest or rest[0].startswith("-"):
-            raise Untranslatable(f"npx option {rest[0] if rest else '(none)'!r} is not one mcpbox translates.")
-        package, version = split_npm(rest[0])
-        spec = f"{package}@{version}" if version else package
-        binary = npm_bin(package)
-        notes = [] if binary.startswith("mcp-server-") else [f"the executable {binary!r} is npx's default; check it"]
-        return {"npm": spec}, [binary, *rest[1:]], notes
+        return _npx(args)
     if exe in ("uvx", "uvx.exe") or (exe in ("uv", "uv.exe") and args[:2] == ["tool", "run"]):
-        rest = list(args[2:] if exe.startswith("uv.") or exe == "uv" else args)
-        package = ""
-        while rest and rest[0].startswith("-"):
-            flag = rest.pop(0)
-            if flag == "--from" and rest:
-                package = rest.pop(0)
-            elif flag.startswith("--from="):
-                package = flag.split("=", 1)[1]
-            elif flag not in UVX_FLAGS:
-                raise Untranslatable(f"uvx option {flag!r} is not one mcpbox translates.")
-        if not rest:
-            raise Untranslatable("uvx names no package.")
-        tool = rest[0]
-        if not package:
-            package, _, version = tool.partition("@")  # uvx pkg@1.2 runs pkg's script pkg
-            tool = package
-            package = f"{package}=={version}" if version else package
-        return {"pypi": package}, [tool, *rest[1:]], []
+        return _uvx(list(args[2:] if exe.startswith("uv.") or exe == "uv" else args))
     if PYTHONS.match(exe) and len(args) >= 2 and args[0] == "-m":
         module = args[1]
         package = module.split(".")[0].replace("_", "-")
@@ -122,6 +98,47 @@ def _launcher(command: str, args: list[str]) -> tuple[dict[str, str], list[str],
     if exe in DOCKERS:
         raise Untranslatable(f"it already runs in a container through {exe}; mcpbox does not wrap an engine.")
     raise Untranslatable(f"mcpbox knows how to package npx, uvx and `python -m` servers, not {exe!r}.")
+
+
+def _npx(args: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    rest = list(args)
+    given = ""  # `npx -p PKG BIN args`: the package, and BIN is the command
+    while rest and (rest[0] in NPX_FLAGS or rest[0] in ("-p", "--package") or rest[0].startswith("--package=")):
+        flag = rest.pop(0)
+        if flag in NPX_FLAGS:
+            continue
+        if given or (flag in ("-p", "--package") and not rest):
+            raise Untranslatable("npx names more than one package (or none after -p).")
+        given = rest.pop(0) if flag in ("-p", "--package") else flag.split("=", 1)[1]
+    if not rest or rest[0].startswith("-"):
+        raise Untranslatable(f"npx option {rest[0] if rest else '(none)'!r} is not one mcpbox translates.")
+    package, version = split_npm(given or rest[0])
+    spec = f"{package}@{version}" if version else package
+    if given:  # the executable is named: no guess
+        return {"npm": spec}, rest, []
+    binary = npm_bin(package)
+    notes = [] if binary.startswith("mcp-server-") else [f"the executable {binary!r} is npx's default; check it"]
+    return {"npm": spec}, [binary, *rest[1:]], notes
+
+
+def _uvx(rest: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    package = ""
+    while rest and rest[0].startswith("-"):
+        flag = rest.pop(0)
+        if flag == "--from" and rest:
+            package = rest.pop(0)
+        elif flag.startswith("--from="):
+            package = flag.split("=", 1)[1]
+        elif flag not in UVX_FLAGS:
+            raise Untranslatable(f"uvx option {flag!r} is not one mcpbox translates.")
+    if not rest:
+        raise Untranslatable("uvx names no package.")
+    tool = rest[0]
+    if not package:
+        package, _, version = tool.partition("@")  # uvx pkg@1.2 runs pkg's script pkg
+        tool = package
+        package = f"{package}=={version}" if version else package
+    return {"pypi": package}, [tool, *rest[1:]], []
 
 
 def _host_path(arg: str) -> tuple[str, Path | None]:
