@@ -33,6 +33,7 @@ from mcpbox.base import BASE_IMAGE
 from mcpbox.errors import ImageMissingError, ProfileError, SandboxError
 from mcpbox.image_pins import Record, record_path, records_dir
 from mcpbox.profile import Profile
+from mcpbox.profile.model import Build
 
 LABEL_SPEC = "org.mcpbox.build.spec"
 LABEL_PROFILE = "org.mcpbox.build.profile"
@@ -95,12 +96,31 @@ def build(profile: Profile, *, log: Any = print) -> Record:
     paths.ensure_private_dir(records_dir())
     sbom_path = records_dir() / f"{profile.name}.cdx.json"
     sbom_path.write_text(json.dumps(_sbom(profile, text, image_id, components), indent=1) + "\n", encoding="utf-8")
-    record = Record(profile.name, profile.image, image_id, text, content_tag, time.time(), str(sbom_path))
+    record = Record(
+        profile.name,
+        profile.image,
+        image_id,
+        text,
+        content_tag,
+        time.time(),
+        str(sbom_path),
+        _resolved(spec, components),
+    )
     lock = record_path(profile)  # beside the profile, or in records_dir() (made above)
     tmp_record = lock.with_suffix(".tmp")
     tmp_record.write_text(json.dumps(record.as_dict(), indent=1) + "\n", encoding="utf-8")
     tmp_record.replace(lock)
     return record
+
+
+def _resolved(spec: Build, components: list[dict[str, str]]) -> str:
+    """The server package as installed, with its version: what an unpinned spec (``pkg``, ``pkg>=1``)
+    turned out to be, so the record says exactly what the pinned image holds."""
+    kind, joiner = ("pypi", "==") if spec.pypi is not None else ("npm", "@")
+    for item in components:
+        if item["type"] == kind and item["name"].replace(".", "-") == spec.package:
+            return f"{item['name']}{joiner}{item['version']}"
+    return spec.pypi or spec.npm or ""
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:

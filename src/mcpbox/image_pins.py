@@ -30,6 +30,7 @@ class Record:
     content_tag: str
     built: float
     sbom: str
+    resolved: str = ""  # the server package and the version installed (records before this field: "")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -77,6 +77,7 @@ def test_a_built_image_serves_through_a_real_client_and_has_an_sbom(
     home.write_profile(profile, PROFILES[profile])
     record = build(home, profile)
     assert record["id"].startswith("sha256:") and record["image"] == PROFILES[profile]["image"]
+    assert record["resolved"] in (f"{package}==2026.10.19", f"{package}@2026.8.31"), record
     labels = docker_clean.inspect_image(record["id"])["Config"]["Labels"]
     assert labels["org.mcpbox.build.spec"] == record["spec"]
     assert docker_clean.inspect_image(record["content_tag"])["Id"] == record["id"]  # tagged by content too
@@ -150,3 +151,15 @@ def test_a_command_the_npm_package_does_not_install_fails_the_build_naming_what_
     )
     assert done.returncode == 2, done.stderr
     assert "'server-everything' is not an executable" in done.stderr and "mcp-server-everything" in done.stderr
+
+
+def test_an_unpinned_spec_is_recorded_with_the_version_it_resolved_to(home: Home, docker_clean: Any) -> None:
+    home.write_profile(
+        "loose", {**PROFILES["time-built"], "image": "mcpbox/loose:test", "build": {"pypi": "mcp-server-time"}}
+    )
+    record = build(home, "loose")
+    sbom = json.loads(Path(record["sbom"]).read_text())
+    [server] = [c for c in sbom["components"] if c["name"] == "mcp-server-time"]
+    assert record["spec"] == "mcp-server-time" and record["resolved"] == f"mcp-server-time=={server['version']}"
+    docker_clean.remove_image(record["content_tag"])
+    docker_clean.remove_image("mcpbox/loose:test")

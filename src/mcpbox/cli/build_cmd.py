@@ -24,6 +24,6 @@ def build(
     if as_json:
         emit_json({**record.as_dict(), "lock": str(lock)})
         return
-    emit_text(f"built {record.image} ({record.id[:19]}), also tagged {record.content_tag}")
+    emit_text(f"built {record.image} ({record.id[:19]}) with {record.resolved}, also tagged {record.content_tag}")
     emit_text(f"pinned in {lock}: `mcpbox run {record.profile}` refuses any other image under that name")
     emit_text(f"SBOM (CycloneDX): {record.sbom}")

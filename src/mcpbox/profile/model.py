@@ -92,6 +92,15 @@ class Build:
     apt: tuple[str, ...] = ()  # Debian packages the server needs besides the base (git for mcp-server-git)
     base: str | None = None  # the image to build on; None: mcpbox.base.BASE_IMAGE
 
+    @property
+    def package(self) -> str:
+        """The server package's name, without version clauses or extras (PyPI names normalized)."""
+        if self.pypi is not None:
+            return re.split(r"[\s\[<>=!~;]", self.pypi, maxsplit=1)[0].replace("_", "-").replace(".", "-").lower()
+        spec = self.npm or ""
+        at = spec.find("@", 1)  # a scope's leading @ is part of the name
+        return spec if at < 0 else spec[:at]
+
 
 @dataclass(frozen=True)
 class SecretRef:
