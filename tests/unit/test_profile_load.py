@@ -52,6 +52,18 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("base image with spaces", {"build": {"pypi": "x", "base": "a b"}}, "build.base", "image reference"),
     ("volume name with a slash", {"mounts": [{"volume": "../x", "target": "/d"}]}, "mounts[0].volume", "a-z"),
     ("volume over /dev", {"mounts": [{"volume": "data", "target": "/dev/shm"}]}, "mounts[0].target", "/dev"),
+    (
+        "volume over the secrets tmpfs",
+        {"mounts": [{"volume": "d", "target": "/run/secrets"}]},
+        "mounts[0].target",
+        "secret",
+    ),
+    (
+        "bind under the secrets tmpfs",
+        {"mounts": [{"source": "/etc", "target": "//run/secrets/x"}]},
+        "mounts[0].target",
+        "secret",
+    ),
     ("relative mount target", {"mounts": [{"source": "/etc", "target": "data"}]}, "mounts[0].target", "absolute"),
     ("mount over /proc", {"mounts": [{"source": "/etc", "target": "/proc/x"}]}, "mounts[0].target", "/proc"),
     ("mount of /", {"mounts": [{"source": "/", "target": "/host"}]}, "mounts[0].source", "root filesystem"),

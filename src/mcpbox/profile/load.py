@@ -23,6 +23,7 @@ from mcpbox.profile.model import (
     DEFAULT_SECCOMP,
     DEFAULT_USER,
     ENTRY_NAME_RE,
+    SECRETS_DIR,
     SERVER_REQUEST_KINDS,
     ArgRule,
     Build,
@@ -305,6 +306,9 @@ def _target(entry: _Reader, target: str) -> str:
         or any(norm == bad or norm.startswith(bad + "/") for bad in FORBIDDEN_TARGETS)
     ):
         entry.fail(entry.key("target"), "an absolute container path other than /, /proc, /sys or /dev", target)
+    if norm == SECRETS_DIR or norm.startswith(SECRETS_DIR + "/"):
+        # Secret files live in a private tmpfs there: a mount would put them on disk, or hide them.
+        entry.fail(entry.key("target"), "", why=f"{SECRETS_DIR} is where mcpbox puts secret files; mount elsewhere")
     return norm
 
 
