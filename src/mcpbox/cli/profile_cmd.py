@@ -64,6 +64,7 @@ def _effective(name: str) -> dict[str, Any]:
             "mounts": [
                 {
                     "source": str(m.source) if m.volume is None else f"volume {volume_name(profile.name, m.volume)}",
+                    "missing": bool(m.missing),
                     "target": m.target,
                     "mode": m.mode,
                 }
@@ -124,7 +125,8 @@ def show(  # noqa: PLR0912 - one branch per section printed
     for key, value in info["container"].items():
         if key == "mounts":
             for m in value or []:
-                lines.append(f"  mount              {m['source']} -> {m['target']} ({m['mode']})")
+                missing = " - does not exist yet: no session starts until it does" if m["missing"] else ""
+                lines.append(f"  mount              {m['source']} -> {m['target']} ({m['mode']}){missing}")
             continue
         if key == "network" and isinstance(value, dict):
             for item in value["allow"]:
