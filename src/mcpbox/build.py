@@ -222,7 +222,7 @@ def _fetch_debs(engine: Any, base_id: str, packages: tuple[str, ...], dest: Path
     state = dest.parent / "apt-state"
     (dest / "partial").mkdir(parents=True)
     state.mkdir()
-    image_release = _release(_image_file(engine, base_id, "/usr/lib/os-release"))  # /etc/os-release links here
+    image_release = _release(engine.read_file(base_id, "/usr/lib/os-release").decode(errors="replace"))
     host_release = _release(Path("/etc/os-release").read_text(encoding="utf-8", errors="replace"))
     if image_release != host_release or not image_release:
         raise SandboxError(
@@ -230,7 +230,7 @@ def _fetch_debs(engine: Any, base_id: str, packages: tuple[str, ...], dest: Path
             f"{host_release or '(unknown)'}, so packages fetched here might not fit the image.",
             "Build on a host of the image's release, or build the base from this host's release (make setup).",
         )
-    (state / "status").write_bytes(_image_file(engine, base_id, "/var/lib/dpkg/status").encode())
+    (state / "status").write_bytes(engine.read_file(base_id, "/var/lib/dpkg/status"))
     options = {
         "Dir::State::status": str(state / "status"),
         "Dir::Cache::archives": str(dest),
@@ -256,22 +256,6 @@ def _fetch_debs(engine: Any, base_id: str, packages: tuple[str, ...], dest: Path
 def _release(os_release: str) -> str:
     fields = dict(line.split("=", 1) for line in os_release.splitlines() if "=" in line)
     return f"{fields.get('ID', '').strip(chr(34))} {fields.get('VERSION_CODENAME', '').strip(chr(34))}".strip()
-
-
-def _image_file(engine: Any, image: str, path: str) -> str:
-    """One file of ``image``, read through a container that is created and never started."""
-    cid = engine.api.create_container(image, ["true"], network_disabled=True)["Id"]
-    try:
-        stream, _ = engine.api.get_archive(cid, path)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = tar.extractfile(tar.getmembers()[0])
-            return member.read().decode("utf-8", errors="replace") if member else ""
-    except Exception as exc:
-        raise SandboxError(
-            f"could not read {path} from {image} ({exc}).", "Rebuild the base image (make setup)."
-        ) from exc
-    finally:
-        engine.api.remove_container(cid, force=True)
 
 
 def _apt_dockerfile() -> str:

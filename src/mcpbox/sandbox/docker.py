@@ -7,7 +7,9 @@ nothing above this layer ever sees a library exception or a traceback.
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
+import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -213,16 +215,33 @@ class Engine:
         with _translated(f"creating the volume {name}"):
             self.api.create_volume(name, driver="local", labels=labels)
 
-    def put_archive_mounted(self, image: str, mount: dict[str, Any], path: str, archive: bytes) -> None:
-        """Unpack ``archive`` at ``path`` in a container of ``image`` with ``mount``, created and never started."""
-        body = {"Image": image, "Entrypoint": ["true"], "Cmd": [], "NetworkDisabled": True}
-        body["HostConfig"] = {"Mounts": [mount], "NetworkMode": "none", "CapDrop": ["ALL"]}
-        with _translated(f"preparing the volume {mount.get('Source')}"):
+    @contextmanager
+    def _never_started(self, image: str, mounts: list[dict[str, Any]], action: str) -> Iterator[str]:
+        """A container of ``image`` that is created and never started: its files, read or written
+        through the engine's archive API, without running anything from the image."""
+        body: dict[str, Any] = {"Image": image, "Entrypoint": ["true"], "Cmd": [], "NetworkDisabled": True}
+        body["HostConfig"] = {"Mounts": mounts, "NetworkMode": "none", "CapDrop": ["ALL"]}
+        with _translated(action):
             cid = str(self.api.create_container_from_config(body, name=None)["Id"])  # type: ignore[no-untyped-call]
             try:
-                self.api.put_archive(cid, path, archive)
+                yield cid
             finally:
                 _ignore_gone(lambda: self.api.remove_container(cid, force=True))
+
+    def put_archive_mounted(self, image: str, mount: dict[str, Any], path: str, archive: bytes) -> None:
+        """Unpack ``archive`` at ``path`` in a container of ``image`` with ``mount``."""
+        with self._never_started(image, [mount], f"preparing the volume {mount.get('Source')}") as cid:
+            self.api.put_archive(cid, path, archive)
+
+    def read_file(self, image: str, path: str) -> bytes:
+        """One regular file of ``image`` (symlinks are not followed: name the real path)."""
+        with self._never_started(image, [], f"reading {path} from {image}") as cid:
+            stream, _ = self.api.get_archive(cid, path)
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.extractfile(tar.getmembers()[0])
+                if member is None:
+                    raise EngineError(f"{path} in {image} is not a regular file.", "Name the file it links to.")
+                return member.read()
 
     def sandboxes(self, session: str | None = None) -> list[SandboxInfo]:
         label = f"{LABEL_SESSION}={session}" if session else LABEL_SESSION
