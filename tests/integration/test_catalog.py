@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mcpbox import paths
-from tests.conftest import MCPBOX, Home, read_log
+from tests.conftest import MCPBOX, Home, RawClient, read_log
 from tests.integration.test_build import build, call
 from tests.integration.test_network import Lab, lab  # noqa: F401 - the fixture, shared
 
@@ -94,7 +94,7 @@ def memory_copy(home: Home, docker_api: Any) -> Iterator[str]:
     name = "memory-catalog-test"
     data = yaml.safe_load((paths.builtin_profiles_dir() / "memory.yaml").read_text())
     home.write_profile(name, {key: value for key, value in data.items() if key != "name"})
-    volume = f"mcpbox-{name}-data"
+    volume = f"mcpbox.{name}.data"
     yield name
     docker_api.remove_volume(volume, force=True)
 
@@ -108,7 +108,7 @@ def test_the_memory_profile_keeps_its_graph_between_sessions(
     # A new session, a new container: the graph is still there, in the volume.
     graph = anyio.run(call, home, memory_copy, "read_graph", {})
     assert "sandboxes MCP servers" in graph
-    volume = docker_api.inspect_volume(f"mcpbox-{memory_copy}-data")
+    volume = docker_api.inspect_volume(f"mcpbox.{memory_copy}.data")
     assert volume["Labels"]["mcpbox.volume.profile"] == memory_copy
     # The volume belongs to the server's unprivileged user, and only it can enter.
     listing = docker_api.create_container(
@@ -144,3 +144,22 @@ def test_the_fetch_profile_reads_a_listed_site_and_nothing_else(
     text = json.dumps(net)
     assert f"{lab.other}:8080" in text and any(r.get("verdict") == "refuse" for r in net), net
     assert any(r.get("verdict") == "allow" for r in net), net
+
+
+def test_a_volume_mcpbox_did_not_make_for_the_profile_is_refused(
+    home: Home, docker_clean: Any, docker_api: Any, raw_clients: list[RawClient]
+) -> None:
+    """Someone else's volume under the profile's volume name is not handed to the server."""
+    name = "memory-foreign"
+    data = yaml.safe_load((paths.builtin_profiles_dir() / "memory.yaml").read_text())
+    home.write_profile(name, {key: value for key, value in data.items() if key != "name"})
+    volume = f"mcpbox.{name}.data"
+    docker_api.create_volume(volume)
+    try:
+        client = RawClient(name, home)
+        raw_clients.append(client)
+        message = client.initialize()["error"]["message"]
+        assert volume in message and "did not make it" in message, message
+        assert client.wait() != 0
+    finally:
+        docker_api.remove_volume(volume, force=True)

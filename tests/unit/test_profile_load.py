@@ -51,10 +51,16 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("apt option", {"build": {"pypi": "x", "apt": ["-o=APT::x"]}}, "build.apt", "Debian package"),
     ("base image with spaces", {"build": {"pypi": "x", "base": "a b"}}, "build.base", "image reference"),
     ("volume name with a slash", {"mounts": [{"volume": "../x", "target": "/d"}]}, "mounts[0].volume", "a-z"),
-    ("volume over /dev", {"mounts": [{"volume": "data", "target": "/dev/shm"}]}, "mounts[0].target", "/dev"),
+    (
+        "volume over /dev",
+        {"mounts": [{"volume": "data", "target": "/dev/shm", "mode": "rw"}]},
+        "mounts[0].target",
+        "/dev",
+    ),
+    ("read-only volume", {"mounts": [{"volume": "data", "target": "/data"}]}, "mounts[0].mode", "mode: rw"),
     (
         "volume over the secrets tmpfs",
-        {"mounts": [{"volume": "d", "target": "/run/secrets"}]},
+        {"mounts": [{"volume": "d", "target": "/run/secrets", "mode": "rw"}]},
         "mounts[0].target",
         "secret",
     ),
@@ -471,9 +477,15 @@ def test_a_volume_mount_is_a_named_volume_of_the_profile_and_a_loosening(tmp_pat
     [mount] = create_body(profile, Owner("s", 1, 0.0, "h"))["HostConfig"]["Mounts"]
     assert mount == {
         "Type": "volume",
-        "Source": "mcpbox-keeper-data",
+        "Source": "mcpbox.keeper.data",
         "Target": "/data",
         "ReadOnly": False,
         "VolumeOptions": {"NoCopy": True},
     }
-    assert "keeps data in volume mcpbox-keeper-data at /data (read-write)" in profile.loosenings()
+    assert "keeps data in volume mcpbox.keeper.data at /data (read-write)" in profile.loosenings()
+
+
+def test_volume_names_of_two_profiles_never_meet() -> None:
+    from mcpbox.profile.model import volume_name
+
+    assert volume_name("git-hub", "data") != volume_name("git", "hub-data")

@@ -275,6 +275,9 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
     if volume is not None:
         if not NAME_RE.match(volume):
             entry.fail(entry.key("volume"), "a name of a-z, 0-9 and -, starting with a letter or digit", volume)
+        if access != "rw":
+            # A volume holds only what the server wrote into it: read-only, it would stay empty.
+            entry.fail(entry.key("mode"), "", why="a volume is the server's own storage: give it mode: rw")
         return Mount(source=None, target=_target(entry, target), mode=access, volume=volume)
     assert source_text is not None  # noqa: S101 - checked above: exactly one of the two
     source = Path(source_text).expanduser()

@@ -312,5 +312,6 @@ class Profile:
 
 def volume_name(profile: str, volume: str) -> str:
     """The Docker volume behind a profile's ``{volume: NAME}`` mount: one per profile and name, so
-    two profiles never share data by choosing the same short name."""
-    return f"mcpbox-{profile}-{volume}"
+    two profiles never share data by choosing the same short name. The dots cannot occur in either
+    name: `git-hub` + `data` and `git` + `hub-data` stay two volumes."""
+    return f"mcpbox.{profile}.{volume}"

@@ -203,13 +203,17 @@ class Engine:
 
         return lines()
 
-    def has_volume(self, name: str) -> bool:
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The volume's labels ({} when it has none), or None when there is no such volume."""
         with _translated(f"looking up the volume {name}"):
             try:
-                self.api.inspect_volume(name)
+                return dict(self.api.inspect_volume(name).get("Labels") or {})
             except docker.errors.NotFound:
-                return False
-            return True
+                return None
+
+    def remove_volume(self, name: str) -> None:
+        with _translated(f"removing the volume {name}"):
+            _ignore_gone(lambda: self.api.remove_volume(name, force=True))
 
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
         with _translated(f"creating the volume {name}"):

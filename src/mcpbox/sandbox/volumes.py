@@ -13,6 +13,7 @@ import io
 import tarfile
 from typing import TYPE_CHECKING
 
+from mcpbox.errors import SandboxError
 from mcpbox.profile.model import volume_name
 from mcpbox.sandbox.spec import mount_body
 
@@ -31,12 +32,24 @@ def ensure_volumes(engine: Engine, profile: Profile) -> list[str]:
         if mount.volume is None:
             continue
         name = volume_name(profile.name, mount.volume)
-        if engine.has_volume(name):
+        labels = engine.volume_labels(name)
+        if labels is not None:
+            if labels.get(LABEL_VOLUME_PROFILE) != profile.name:
+                raise SandboxError(
+                    f"the Docker volume {name} exists but mcpbox did not make it for profile {profile.name}; "
+                    "its data is not known to be this server's.",
+                    f"Look at it (docker volume inspect {name}); remove it (docker volume rm {name}) to let "
+                    "mcpbox make a fresh one.",
+                )
             continue
         engine.create_volume(name, {LABEL_VOLUME_PROFILE: profile.name})
-        engine.put_archive_mounted(
-            profile.image, mount_body(profile.name, mount), "/", _owned_dir(mount.target, int(uid), int(gid or uid))
-        )
+        archive = _owned_dir(mount.target, int(uid), int(gid or uid))
+        try:
+            engine.put_archive_mounted(profile.image, mount_body(profile.name, mount), "/", archive)
+        except BaseException:
+            # Left behind, a root-owned volume would be taken as ready by every later run.
+            engine.remove_volume(name)
+            raise
         created.append(name)
     return created
 
