@@ -313,3 +313,41 @@ def test_vscode_insiders_and_workspace_files_are_looked_at(tmp_path: Path) -> No
     files = [config.path for config in config_files("vscode", place)]
     assert tmp_path / "user" / ".config" / "Code - Insiders" / "User" / "mcp.json" in files
     assert tmp_path / "project" / ".vscode" / "mcp.json" in files
+
+
+def test_a_file_with_many_tokens_comes_back_exactly(home: Home, tmp_path: Path) -> None:
+    # Twelve tokens make markers …-1 and …-10: neither may be taken for the start of the other.
+    place = Place(tmp_path / "user", "linux", {}, tmp_path / "project")
+    path = config_files("claude-desktop", place)[0].path
+    path.parent.mkdir(parents=True)
+    servers = {
+        f"s{i}": {"command": "npx", "args": ["-y", f"pkg{i}"], "env": {"API_TOKEN": f"tok-{i:02d}-abcdefghijkl"}}
+        for i in range(12)
+    }
+    original = json.dumps({"mcpServers": servers}, indent=2) + "\n"
+    path.write_text(original)
+    stored: dict[str, str] = {}
+    install("claude-desktop", place=place, store=stored.__setitem__, executable=EXE)
+    uninstall("claude-desktop", place=place, load=stored.get)
+    assert path.read_text() == original
+
+
+def test_a_server_added_between_two_installs_is_not_lost_by_uninstall(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]]
+) -> None:
+    place, path, stored = desktop
+    run_install(desktop, only="time")
+    data = json.loads(path.read_text())
+    data["mcpServers"]["added"] = {"command": "uvx", "args": ["mcp-server-fetch"], "env": {"KEY": "sk-added-123"}}
+    path.write_text(json.dumps(data, indent=2))
+    run_install(desktop, only="added")
+    assert "sk-added-123" not in path.read_text()
+    (restored,) = uninstall("claude-desktop", place=place, load=stored.get)
+    assert restored.entries_only
+    now = json.loads(path.read_text())
+    assert now["mcpServers"]["added"] == {
+        "command": "uvx",
+        "args": ["mcp-server-fetch"],
+        "env": {"KEY": "sk-added-123"},
+    }
+    assert now["mcpServers"]["time"] == json.loads(ORIGINAL)["mcpServers"]["time"]

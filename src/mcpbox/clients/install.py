@@ -281,34 +281,47 @@ def install_file(
 
     record = read_record(config) or {"path": str(config.path.absolute()), "profiles": [], "secrets": []}
     record_path, backup_path = _record_paths(config)
-    moved = [value for *_, t in planned for value in t.secrets.values()]
-    _keep_backup(backup_path, raw, record, moved, outcomes)
+    _keep_originals(backup_path, raw, record, planned, outcomes)
     new = replace_values(text, changes).encode("utf-8")
     if raw.startswith(b"\xef\xbb\xbf"):
         new = b"\xef\xbb\xbf" + new
     write_atomic(config.path, new, config.path.stat().st_mode)
     done = [o for o in outcomes if o.action == "sandboxed"]
     record["profiles"] += [str(paths.user_profiles_dir() / f"{o.profile}.yaml") for o in done]
-    # Which entries were rewritten, for a restore into a file the client changed since (Claude Code
-    # writes its own state into ~/.claude.json all the time).
-    record.setdefault("entries", [])
-    record["entries"] += [{"path": list(kp), "profile": t.name} for kp, _, _, t in planned]
     record["secrets"] += [ref for o in done for ref in o.secrets]
     record["written_sha256"] = hashlib.sha256(new).hexdigest()
     _write_private(record_path, json.dumps(record, indent=1).encode() + b"\n")
     return outcomes
 
 
-def _keep_backup(
-    backup_path: Path, raw: bytes, record: dict[str, Any], moved: list[tuple[str, str]], outcomes: list[Outcome]
+def _keep_originals(
+    backup_path: Path,
+    raw: bytes,
+    record: dict[str, Any],
+    planned: list[tuple[KeyPath, str, dict[str, Any], Translation]],
+    outcomes: list[Outcome],
 ) -> None:
-    """The original, kept once (later installs must not overwrite it), with every token just moved to
-    the keyring replaced by a marker: the keyring is then the only place on disk that holds it."""
-    backup = backup_path.read_bytes() if backup_path.exists() else raw
+    """What uninstall needs, with every token just moved to the keyring replaced by a marker (the
+    keyring is then the only place on disk that holds it): the whole original file, kept once (later
+    installs must not overwrite it), and each rewritten entry as it was, by key path, for a file the
+    client changed since (Claude Code writes its own state into ~/.claude.json all the time)."""
+    if backup_path.exists() and hashlib.sha256(raw).hexdigest() != record.get("written_sha256"):
+        # Changed between two installs (a server added, say): the first original alone no longer
+        # gives back what this file held, so uninstall restores entry by entry from now on.
+        record["pristine"] = False
     record.setdefault("seal", os.urandom(8).hex())
-    backup, sealed, missed = seal(backup, record["seal"], moved, len(record.get("sealed", [])))
-    record["sealed"] = record.get("sealed", []) + sealed
+    record.setdefault("sealed", [])
+    record.setdefault("entries", [])
+    moved = [value for *_, t in planned for value in t.secrets.values()]
+    backup = backup_path.read_bytes() if backup_path.exists() else raw
+    backup, sealed, missed = seal(backup, record["seal"], moved, len(record["sealed"]))
+    record["sealed"] += sealed
     _write_private(backup_path, backup)
+    for key_path, _, entry, translation in planned:
+        was = json.dumps(entry, ensure_ascii=False).encode()
+        was, sealed, _ = seal(was, record["seal"], list(translation.secrets.values()), len(record["sealed"]))
+        record["sealed"] += sealed
+        record["entries"].append({"path": list(key_path), "profile": translation.name, "original": was.decode()})
     for outcome in outcomes:
         if set(outcome.secrets) & missed:
             note = "a token is spelled with JSON escapes in the file, so the private backup still holds it"
@@ -323,12 +336,13 @@ def seal(
     sealed: list[dict[str, Any]] = []
     missed: set[str] = set()
     for entry, value in moved:
-        forms = [(json.dumps(value, ensure_ascii=flag)[1:-1].encode(), flag) for flag in (False, True)]
-        found = [(form, flag) for form, flag in forms if form and form in data]
+        forms = {json.dumps(value, ensure_ascii=flag)[1:-1].encode(): flag for flag in (True, False)}
+        found = [(form, flag) for form, flag in forms.items() if form and form in data]
         if not found:
             missed.add(entry)
         for form, flag in found:
-            marker = f"mcpbox-sealed-{nonce}-{start + len(sealed)}"
+            # Fixed width: no marker is the start of another (…-1 and …-10 would be).
+            marker = f"mcpbox-sealed-{nonce}-{start + len(sealed):06d}"
             data = data.replace(form, marker.encode())
             sealed.append({"entry": entry, "marker": marker, "ascii": flag})
     return data, sealed, missed
@@ -337,6 +351,8 @@ def seal(
 def unseal(data: bytes, sealed: list[dict[str, Any]], load: Callable[[str], str | None], file: Path) -> bytes:
     """The original bytes back: each marker replaced by its token, read from the keyring."""
     for item in sealed:
+        if str(item["marker"]).encode() not in data:
+            continue
         value = load(str(item["entry"]))
         if value is None:
             raise ClientConfigError(
@@ -349,19 +365,20 @@ def unseal(data: bytes, sealed: list[dict[str, Any]], load: Callable[[str], str 
     return data
 
 
-def _restore_entries(path: Path, original: bytes, entries: list[dict[str, Any]]) -> tuple[bytes, list[str]]:
+def _restore_entries(
+    path: Path, entries: list[dict[str, Any]], unsealed: Callable[[bytes], bytes]
+) -> tuple[bytes, list[str]]:
     """The current file with each entry mcpbox rewrote (and that still runs its profile) put back as it
-    was in ``original``; everything else as the client left it. Also the servers left alone."""
+    was before (``unsealed`` puts its tokens back); everything else as the client left it. Also the
+    servers left alone."""
     raw, data = read_config(path)
-    before = json.loads(original.decode("utf-8-sig"))
     current = dict(value_spans(raw.decode("utf-8-sig")))
     changes: dict[KeyPath, Any] = {}
     left: list[str] = []
     for item in entries:
         key_path = tuple(item["path"])
-        now, was = _at(data, key_path), _at(before, key_path)
-        if key_path in current and was is not None and sandboxed_profile(now) == item["profile"]:
-            changes[key_path] = was
+        if key_path in current and sandboxed_profile(_at(data, key_path)) == item["profile"]:
+            changes[key_path] = json.loads(unsealed(str(item["original"]).encode()))
         else:
             left.append(key_path[-1])
     text = replace_values(raw.decode("utf-8-sig"), changes)
@@ -427,33 +444,51 @@ def uninstall(
         record_path, backup_path = _record_paths(config)
         if record is None or not backup_path.is_file():
             continue
-        changed = config.path.exists() and hashlib.sha256(config.path.read_bytes()).hexdigest() != record.get(
-            "written_sha256"
-        )
-        if changed and not force and not record.get("entries"):
-            raise ClientConfigError(
-                f"{config.path} changed since mcpbox rewrote it; restoring the original would undo those changes.",
-                f"Run `mcpbox client uninstall {client} --force` to restore it anyway.",
-            )
-        original = backup_path.read_bytes()
-        if record.get("sealed"):
-            if load is None:
-                from mcpbox.secrets.store import SecretStore  # noqa: PLC0415 - loads the keyring
+        if load is None and record.get("sealed"):
+            from mcpbox.secrets.store import SecretStore  # noqa: PLC0415 - loads the keyring
 
-                load = SecretStore().get
-            original = unseal(original, record["sealed"], load, config.path)
-        done = Restored(config.path, list(record.get("profiles", [])), list(record.get("secrets", [])))
-        mode = config.path.stat().st_mode if config.path.exists() else 0o600
-        if changed and not force:
-            done.entries_only = True
-            original, done.left = _restore_entries(config.path, original, record["entries"])
-        write_atomic(config.path, original, mode)
+            load = SecretStore().get
+        restored.append(_restore_file(config, record, backup_path, force=force, load=load))
         backup_path.unlink()
         record_path.unlink()
-        restored.append(done)
     if not restored:
         raise UsageError(f"mcpbox has not rewritten any {client} config.", "Nothing to undo.")
     return restored
+
+
+def _restore_file(
+    config: ConfigFile,
+    record: dict[str, Any],
+    backup_path: Path,
+    *,
+    force: bool,
+    load: Callable[[str], str | None] | None,
+) -> Restored:
+    """Write back one file: the whole original when nothing changed it since mcpbox did (or with
+    ``force``), else each entry mcpbox rewrote, as it was."""
+    changed = config.path.exists() and hashlib.sha256(config.path.read_bytes()).hexdigest() != record.get(
+        "written_sha256"
+    )
+    by_entry = (changed or not record.get("pristine", True)) and not force and config.path.exists()
+    if by_entry and not record.get("entries"):
+        raise ClientConfigError(
+            f"{config.path} changed since mcpbox rewrote it; restoring the original would undo those changes.",
+            f"Run `mcpbox client uninstall {config.client} --force` to restore it anyway.",
+        )
+    sealed = list(record.get("sealed", []))
+
+    def unsealed(data: bytes) -> bytes:
+        return unseal(data, sealed, load, config.path) if load is not None else data
+
+    done = Restored(config.path, list(record.get("profiles", [])), list(record.get("secrets", [])))
+    mode = config.path.stat().st_mode if config.path.exists() else 0o600
+    if by_entry:
+        done.entries_only = True
+        original, done.left = _restore_entries(config.path, record["entries"], unsealed)
+    else:
+        original = unsealed(backup_path.read_bytes())
+    write_atomic(config.path, original, mode)
+    return done
 
 
 @dataclass
