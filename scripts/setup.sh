@@ -37,6 +37,8 @@ ensure_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    # mcpbox base build checks the archive's signatures against it (the mirror is plain http).
+    [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
     # The real-keyring tests need a Secret Service: gnome-keyring in a dbus session.
     command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
     command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)

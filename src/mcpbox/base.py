@@ -28,6 +28,8 @@ SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "nodejs", "ca-certificates")
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 LABEL_BASE = "org.mcpbox.base"
+# The mirror is plain http: only the archive's signature makes what it serves trustworthy.
+KEYRING = Path(os.environ.get("DEBIAN_KEYRING", "/usr/share/keyrings/debian-archive-keyring.gpg"))
 # Left out of the image: nothing a server needs at run time.
 PRUNE = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info")
 
@@ -40,14 +42,23 @@ def build_base(image: str = BASE_IMAGE, *, mirror: str = MIRROR, log: Any = prin
         )
     if shutil.which("debootstrap") is None:
         raise SandboxError("debootstrap is not installed.", "Install it: apt-get install debootstrap.")
+    if not KEYRING.is_file():
+        raise SandboxError(
+            f"the Debian archive keyring {KEYRING} is missing, so the packages' signatures cannot be checked.",
+            "Install it (apt-get install debian-archive-keyring) or name it in DEBIAN_KEYRING.",
+        )
     from mcpbox.sandbox.docker import Engine  # noqa: PLC0415
 
     engine = Engine(timeout=600)
     with tempfile.TemporaryDirectory(prefix="mcpbox-base-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "rootfs"
         log(f"mcpbox base build: debootstrap {SUITE} with {', '.join(PACKAGES)} from {mirror} (about a minute)")
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)
+        argv = ["debootstrap", "--variant=minbase", f"--keyring={KEYRING}", "--force-check-gpg"]
+        argv += [f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)
+        except subprocess.TimeoutExpired as exc:
+            raise SandboxError("debootstrap took over 30 minutes.", "Check the Debian mirror (DEBIAN_MIRROR).") from exc
         if done.returncode != 0:
             tail = " / ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
             raise SandboxError(

@@ -163,3 +163,16 @@ def test_an_unpinned_spec_is_recorded_with_the_version_it_resolved_to(home: Home
     assert record["spec"] == "mcp-server-time" and record["resolved"] == f"mcp-server-time=={server['version']}"
     docker_clean.remove_image(record["content_tag"])
     docker_clean.remove_image("mcpbox/loose:test")
+
+
+def test_base_build_refuses_to_go_on_without_the_archive_keyring(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The mirror is plain http: without the keyring, debootstrap would only warn and go on unchecked.
+    from mcpbox import base
+    from mcpbox.errors import SandboxError
+
+    monkeypatch.setattr(base, "KEYRING", tmp_path / "missing.gpg")
+    with pytest.raises(SandboxError) as refused:
+        base.build_base("mcpbox/never-built:test", log=lambda line: pytest.fail(f"started: {line}"))
+    assert "debian-archive-keyring" in refused.value.remedy
