@@ -49,6 +49,17 @@ BAD_PROFILES: list[tuple[str, dict[str, Any], str, str]] = [
     ("URL as an npm spec", {"build": {"npm": "git+https://evil/x.git"}}, "build.npm", "npm spec"),
     ("npm option as a spec", {"build": {"npm": "--registry=http://evil"}}, "build.npm", "npm spec"),
     ("apt option", {"build": {"pypi": "x", "apt": ["-o=APT::x"]}}, "build.apt", "Debian package"),
+    ("apt removal by trailing dash", {"build": {"pypi": "x", "apt": ["git-"]}}, "build.apt", "Debian package"),
+    ("newline after a pip spec", {"build": {"pypi": "x==1\n"}}, "build.pypi", "pip requirement"),
+    ("newline inside a pip spec", {"build": {"pypi": "x\n==1"}}, "build.pypi", "pip requirement"),
+    ("newline after an npm spec", {"build": {"npm": "x@1\n"}}, "build.npm", "npm spec"),
+    (
+        "newline after a volume name",
+        {"mounts": [{"volume": "d\n", "target": "/d", "mode": "rw"}]},
+        "mounts[0].volume",
+        "a-z",
+    ),
+    ("newline after an image", {"image": "mcpbox/time:1\n"}, "image", "image reference"),
     ("base image with spaces", {"build": {"pypi": "x", "base": "a b"}}, "build.base", "image reference"),
     ("volume name with a slash", {"mounts": [{"volume": "../x", "target": "/d"}]}, "mounts[0].volume", "a-z"),
     (

@@ -25,7 +25,7 @@ SECRET_VALUE_RE = re.compile(
 )
 NPX_FLAGS = frozenset({"-y", "--yes", "-q", "--quiet", "--silent"})
 UVX_FLAGS = frozenset({"-q", "--quiet", "--offline"})
-PYTHONS = re.compile(r"^python(?:3(?:\.\d+)?)?(?:\.exe)?$")
+PYTHONS = re.compile(r"^python(?:3(?:\.\d+)?)?(?:\.exe)?\Z")
 DOCKERS = frozenset({"docker", "podman", "nerdctl"})
 
 
@@ -77,7 +77,7 @@ def _command(command: str, args: list[str]) -> tuple[dict[str, str], list[str], 
     """(build spec, argv in the container, notes) for a launcher mcpbox knows."""
     spec, argv, notes = _launcher(command, args)
     [(kind, text)] = spec.items()
-    if not (PYPI_RE if kind == "pypi" else NPM_RE).match(text):
+    if not (PYPI_RE if kind == "pypi" else NPM_RE).fullmatch(text):
         raise Untranslatable(f"{text!r} is not a {kind} registry package with a version mcpbox can build offline.")
     return spec, argv, notes
 

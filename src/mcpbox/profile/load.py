@@ -43,23 +43,24 @@ from mcpbox.profile.model import (
 )
 
 MAX_PROFILE_BYTES = 256 * 1024
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-USER_RE = re.compile(r"^(\d+)(?::(\d+))?$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+USER_RE = re.compile(r"^(\d+)(?::(\d+))?\Z")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*\Z", re.IGNORECASE)
 # Build specs reach pip's and npm's argv and a Dockerfile: a name, extras and version clauses only,
 # never a leading "-" (an option), a quote, a URL or a path.
-_PEP440 = r"(?:===?|[<>!~]=|[<>])\s*[A-Za-z0-9.*+!_-]+"
-PYPI_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9,._-]+\])?\s*(?:{_PEP440}(?:\s*,\s*{_PEP440})*)?$")
-NPM_RE = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.*+^~<>=|_ -]+)?$")
-DEB_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_PEP440 = r"(?:===?|[<>!~]=|[<>]) *[A-Za-z0-9.*+!_-]+"
+PYPI_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9,._-]+\])? *(?:{_PEP440}(?: *, *{_PEP440})*)?")
+NPM_RE = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.*+^~<>=|_ -]+)?")
+# Debian policy names; a trailing -, + or . would make apt read the argument as an action or a pattern.
+DEB_RE = re.compile(r"[a-z0-9][a-z0-9+.-]*[a-z0-9]")
 MAX_DEBS = 32
 # Names a POSIX shell owns or resets before the server starts, and the shim's own: a secret there would be lost.
 SHELL_NAMES = frozenset(
     {"_", "PATH", "PWD", "OLDPWD", "PPID", "SHLVL", "IFS", "HOME", "OPTIND", "OPTARG", "ENV", "LINENO"}
 )
-AGE_RE = re.compile(r"^(\d{1,5})\s*([dw])$")
+AGE_RE = re.compile(r"^(\d{1,5})\s*([dw])\Z")
 MAX_SECRETS = 64
 MIN_MEMORY = 16 * 1024 * 1024
 MIN_PIDS = 8
@@ -168,7 +169,8 @@ class _Reader:
         value = self.data.get(name)
         if value is None:
             return default
-        if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
+        # fullmatch: `$` alone would let a trailing newline through (into argv, a Dockerfile line).
+        if not isinstance(value, str) or not value or (pattern is not None and not pattern.fullmatch(value)):
             self.fail(self.key(name), expected, value)
         return value
 
@@ -447,8 +449,8 @@ def _secret(sub: _Reader, var: str, spec: Any) -> SecretRef:
 
 MAX_DESTINATIONS = 256
 RESOLVER_UID = 5353  # the egress container's resolver (mcpbox.sandbox.egress.RESOLVER_UID; a test keeps them equal)
-LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-DOCKER_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+DOCKER_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def _network(reader: _Reader, user: str) -> Network:
@@ -545,7 +547,7 @@ def _build(reader: _Reader) -> Build | None:
     if not isinstance(apt, list) or len(apt) > MAX_DEBS:
         sub.fail(sub.key("apt"), f"a list of at most {MAX_DEBS} Debian package names", apt)
     for item in apt:
-        if not isinstance(item, str) or not DEB_RE.match(item):
+        if not isinstance(item, str) or not DEB_RE.fullmatch(item):
             sub.fail(sub.key("apt"), "Debian package names such as git", item)
     return Build(pypi=pypi, npm=npm, apt=tuple(apt), base=base)
 

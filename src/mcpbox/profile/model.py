@@ -27,7 +27,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_SECCOMP = "default"
 TMPFS_SIZE = 64 * 1024 * 1024
 # Keyring entry names: also file-name and log safe. Names starting otherwise are mcpbox's own (the log key).
-ENTRY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ENTRY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 SECRETS_DIR = "/run/secrets"  # a tmpfs readable by the server's user alone, when a profile asks for files
 
 
