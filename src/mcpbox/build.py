@@ -106,20 +106,34 @@ def build(profile: Profile, *, log: Any = print) -> Record:
         str(sbom_path),
         _resolved(spec, components),
     )
-    lock = record_path(profile)  # beside the profile, or in records_dir() (made above)
-    tmp_record = lock.with_suffix(".tmp")
-    tmp_record.write_text(json.dumps(record.as_dict(), indent=1) + "\n", encoding="utf-8")
-    tmp_record.replace(lock)
+    _write_pin(profile, record)
     return record
+
+
+def _write_pin(profile: Profile, record: Record) -> None:
+    """The lock file `run` checks the image against, written whole or not at all."""
+    lock = record_path(profile)  # beside the profile, or in records_dir() (made by build)
+    tmp_record = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")  # builds at once must not share it
+    try:
+        tmp_record.write_text(json.dumps(record.as_dict(), indent=1) + "\n", encoding="utf-8")
+        tmp_record.replace(lock)
+    except OSError as exc:
+        tmp_record.unlink(missing_ok=True)
+        raise SandboxError(
+            f"built {record.id[:19]} but could not write its pin {lock} ({exc.strerror or exc}).",
+            f"Make {lock.parent} writable, or copy the profile into {paths.user_profiles_dir()}, and build again.",
+        ) from exc
 
 
 def _resolved(spec: Build, components: list[dict[str, str]]) -> str:
     """The server package as installed, with its version: what an unpinned spec (``pkg``, ``pkg>=1``)
     turned out to be, so the record says exactly what the pinned image holds."""
-    kind, joiner = ("pypi", "==") if spec.pypi is not None else ("npm", "@")
     for item in components:
-        if item["type"] == kind and item["name"].replace(".", "-") == spec.package:
-            return f"{item['name']}{joiner}{item['version']}"
+        if spec.pypi is not None and item["type"] == "pypi" and item["name"].replace(".", "-") == spec.package:
+            return f"{item['name']}=={item['version']}"
+        # npm: the top-level copy, not one nested under a dependency's own node_modules.
+        if spec.npm is not None and item["type"] == "npm" and item.get("path") == f"node_modules/{spec.package}":
+            return f"{item['name']}@{item['version']}"
     return spec.pypi or spec.npm or ""
 
 
@@ -182,7 +196,8 @@ def _fetch_npm(spec: str, dest: Path) -> list[dict[str, str]]:
             continue
         name = where.rsplit("node_modules/", 1)[-1]
         integrity = str(info.get("integrity", ""))
-        found.append({"name": name, "version": str(info.get("version", "?")), "hash": integrity, "type": "npm"})
+        version = str(info.get("version", "?"))
+        found.append({"name": name, "version": version, "hash": integrity, "type": "npm", "path": where})
     return found
 
 
@@ -223,7 +238,10 @@ def _fetch_debs(engine: Any, base_id: str, packages: tuple[str, ...], dest: Path
     (dest / "partial").mkdir(parents=True)
     state.mkdir()
     image_release = _release(engine.read_file(base_id, "/usr/lib/os-release").decode(errors="replace"))
-    host_release = _release(Path("/etc/os-release").read_text(encoding="utf-8", errors="replace"))
+    try:
+        host_release = _release(Path("/etc/os-release").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        host_release = ""  # not a host whose release can be told: refused below
     if image_release != host_release or not image_release:
         raise SandboxError(
             f"the base image is Debian {image_release or '(unknown)'} and this host's apt tracks "

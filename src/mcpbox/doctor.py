@@ -192,6 +192,8 @@ class Doctor:
             fix = "sudo mcpbox base build (Debian packages, no registry needed)"
             what = f"{BASE_IMAGE} is missing: `mcpbox build` has nothing to build on."
             return Check("base image", PROBLEM, what, fix)
+        except docker.errors.DockerException as exc:
+            return Check("base image", PROBLEM, f"the engine could not inspect {BASE_IMAGE} ({exc}).", "docker info")
         made = ((image.get("Config") or {}).get("Labels") or {}).get(LABEL_BASE, "made outside mcpbox")
         return Check("base image", OK, f"{BASE_IMAGE} {str(image.get('Id', ''))[:19]} ({made})")
 

@@ -241,8 +241,13 @@ def test_commented_json_is_refused_not_mangled(home: Home, tmp_path: Path) -> No
     settings = config_files("vscode", place)[1].path
     settings.parent.mkdir(parents=True)
     settings.write_text('{\n  // mine\n  "mcp": {"servers": {"t": {"command": "uvx", "args": ["x"]}}}\n}\n')
-    with pytest.raises(UsageError, match="not plain JSON"):
-        install("vscode", place=place, executable=EXE)
+    before = settings.read_bytes()
+    mcp_json = config_files("vscode", place)[0].path
+    mcp_json.write_text('{"servers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}}}\n')
+    outcomes = {(o.file, o.action): o for o in install("vscode", place=place, executable=EXE)}
+    assert "not plain JSON" in outcomes[(settings, "left")].reason  # left, and said so ...
+    assert settings.read_bytes() == before
+    assert (mcp_json, "sandboxed") in outcomes  # ... while the other file is done
 
 
 def test_clients_files_per_platform(tmp_path: Path) -> None:
@@ -351,3 +356,11 @@ def test_a_server_added_between_two_installs_is_not_lost_by_uninstall(
         "env": {"KEY": "sk-added-123"},
     }
     assert now["mcpServers"]["time"] == json.loads(ORIGINAL)["mcpServers"]["time"]
+
+
+def test_uvx_latest_is_the_unpinned_package_and_nested_cmd_wrappers_are_left_alone() -> None:
+    profile = translate("t", {"command": "uvx", "args": ["mcp-server-time@latest"]}, name="t").profile
+    assert profile["build"] == {"pypi": "mcp-server-time"} and profile["command"] == ["mcp-server-time"]
+    tower = ["/c", "cmd"] * 1500 + ["/c", "npx", "-y", "pkg"]
+    with pytest.raises(Untranslatable, match="nests"):
+        translate("t", {"command": "cmd", "args": tower}, name="t")

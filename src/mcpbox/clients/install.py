@@ -413,7 +413,12 @@ def install(
         raise ClientConfigError(f"no {client} config found (looked at {where}).", "Add a server in the client first.")
     outcomes: list[Outcome] = []
     for config in files:
-        outcomes += install_file(config, only=only, images=images, store=store, executable=executable)
+        try:
+            outcomes += install_file(config, only=only, images=images, store=store, executable=executable)
+        except ClientConfigError as error:
+            # One file mcpbox cannot keep intact (VS Code's settings.json with comments, say) must not
+            # stop the others: it is left as it is, and said so.
+            outcomes.append(Outcome(config.path, "(every server in it)", "left", reason=error.message))
     if only is not None and not any(o.server == only for o in outcomes):
         raise UsageError(f"{client} has no server named {only!r}.", f"Run `mcpbox client status {client}`.")
     return outcomes

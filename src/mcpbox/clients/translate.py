@@ -85,7 +85,11 @@ def _command(command: str, args: list[str]) -> tuple[dict[str, str], list[str], 
 def _launcher(command: str, args: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     exe = PurePosixPath(command.replace("\\", "/")).name
     if exe.lower() in ("cmd", "cmd.exe") and len(args) >= 2 and args[0].lower() == "/c":
-        return _launcher(args[1], args[2:])  # Windows configs wrap npx in `cmd /c`
+        # Windows configs wrap npx in `cmd /c`: one wrapper, not a tower of them.
+        command, args = args[1], args[2:]
+        exe = PurePosixPath(command.replace("\\", "/")).name
+        if exe.lower() in ("cmd", "cmd.exe"):
+            raise Untranslatable("it nests `cmd /c` in `cmd /c`, which mcpbox does not unwrap.")
     if exe in ("npx", "npx.cmd"):
         return _npx(args)
     if exe in ("uvx", "uvx.exe") or (exe in ("uv", "uv.exe") and args[:2] == ["tool", "run"]):
@@ -137,7 +141,7 @@ def _uvx(rest: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     if not package:
         package, _, version = tool.partition("@")  # uvx pkg@1.2 runs pkg's script pkg
         tool = package
-        package = f"{package}=={version}" if version else package
+        package = f"{package}=={version}" if version and version != "latest" else package
     return {"pypi": package}, [tool, *rest[1:]], []
 
 

@@ -240,7 +240,10 @@ class Engine:
     def read_file(self, image: str, path: str) -> bytes:
         """One regular file of ``image`` (symlinks are not followed: name the real path)."""
         with self._never_started(image, [], f"reading {path} from {image}") as cid:
-            stream, _ = self.api.get_archive(cid, path)
+            try:
+                stream, _ = self.api.get_archive(cid, path)
+            except docker.errors.NotFound as exc:
+                raise EngineError(f"{image} has no file {path}.", "Use a Debian-based image.") from exc
             with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
                 member = tar.extractfile(tar.getmembers()[0])
                 if member is None:
