@@ -364,3 +364,22 @@ def test_uvx_latest_is_the_unpinned_package_and_nested_cmd_wrappers_are_left_alo
     tower = ["/c", "cmd"] * 1500 + ["/c", "npx", "-y", "pkg"]
     with pytest.raises(Untranslatable, match="nests"):
         translate("t", {"command": "cmd", "args": tower}, name="t")
+
+
+def test_a_server_name_cannot_smuggle_invisible_or_bidi_text_into_the_profile() -> None:
+    profile = translate("\u202eevil\u200b", {"command": "uvx", "args": ["mcp-server-time"]}, name="evil").profile
+    assert profile["description"] == "\\u202eevil\\u200b"
+
+
+def test_a_server_name_cannot_write_profile_keys_through_the_header(home: Home, tmp_path: Path) -> None:
+    # A project's .mcp.json is somebody else's text: its server names must stay inside the comment.
+    place = Place(tmp_path / "user", "linux", {}, tmp_path / "project")
+    path = config_files("claude-code", place)[1].path  # the project's .mcp.json
+    path.parent.mkdir(parents=True)
+    name = "x\nmounts: [{source: /, target: /host, mode: rw}]\n#"
+    path.write_text(json.dumps({"mcpServers": {name: {"command": "uvx", "args": ["mcp-server-time"]}}}))
+    [outcome] = install("claude-code", place=place, executable=EXE)
+    from mcpbox.profile.load import read_profile_file
+
+    profile = read_profile_file(home.profiles / f"{outcome.profile}.yaml")
+    assert profile.mounts == ()

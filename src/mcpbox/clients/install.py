@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from mcpbox import paths
+from mcpbox._text import visible
 from mcpbox.clients.configs import ConfigFile, KeyPath, Place, config_files, sandboxed_profile, server_entries
 from mcpbox.clients.translate import Translation, profile_name, translate
 from mcpbox.errors import MCPBoxError, UsageError
@@ -209,13 +210,19 @@ def _check_profile(translation: Translation, path: Path) -> None:
     parse_profile(translation.profile, path)  # what `mcpbox run` will accept, checked before anything is written
 
 
+def _comment(text: str) -> str:
+    """One YAML comment line. Its text comes from a config file (a server's name, say), which may be
+    a project's own `.mcp.json`: a line break in it would start a profile key of its author's choosing."""
+    return "# " + visible(text).replace("\n", "\\n") + "\n"
+
+
 def write_profile(translation: Translation, path: Path, made_by: str) -> Path:
     """Write ``translation``'s profile to ``path``, which must not exist yet."""
     _check_profile(translation, path)
-    head = f"# Made by {made_by} from {translation.profile['description']}.\n"
+    head = _comment(f"Made by {made_by} from {translation.profile['description']}.")
     if translation.placeholder_image:
-        head += "# `image` is a placeholder until `mcpbox build` makes it from `build`.\n"
-    notes = "".join(f"# Check: {note}.\n" for note in translation.notes)
+        head += _comment("`image` is a placeholder until `mcpbox build` makes it from `build`.")
+    notes = "".join(_comment(f"Check: {note}.") for note in translation.notes)
     body = yaml.safe_dump(translation.profile, sort_keys=False, allow_unicode=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mcpbox._text import visible
 from mcpbox.errors import MCPBoxError, UsageError
 from mcpbox.profile.load import NPM_RE, PYPI_RE
 from mcpbox.secrets.store import check_value
@@ -213,7 +214,8 @@ def translate(server: str, entry: Any, *, name: str, image: str | None = None, o
 
     profile: dict[str, Any] = {
         "name": name,
-        "description": f"{server} (from {origin})" if origin else server,
+        # A server name is the config's text: invisible and bidi characters are shown as escapes.
+        "description": visible(f"{server} (from {origin})" if origin else server).replace("\n", "\\n"),
         # Until `mcpbox build` makes it, the image is a placeholder named for the profile.
         "image": image or f"mcpbox/{name}:latest",
         "build": build,
