@@ -46,11 +46,13 @@ def test_host_paths_become_read_only_mounts_and_tilde_is_expanded(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "notes").mkdir()
-    profile = tr("npx", "-y", "pkg", "~/notes", f"--root={tmp_path}", "/no/such/dir")
-    assert profile["command"] == ["pkg", str(tmp_path / "notes"), f"--root={tmp_path}", "/no/such/dir"]
+    (tmp_path / "proj").mkdir()
+    root = tmp_path / "proj"
+    profile = tr("npx", "-y", "pkg", "~/notes", f"--root={root}", "/no/such/dir")
+    assert profile["command"] == ["pkg", str(tmp_path / "notes"), f"--root={root}", "/no/such/dir"]
     assert profile["mounts"] == [
         {"source": str(tmp_path / "notes"), "target": str(tmp_path / "notes"), "mode": "ro"},
-        {"source": str(tmp_path), "target": str(tmp_path), "mode": "ro"},
+        {"source": str(root), "target": str(root), "mode": "ro"},
     ]
 
 
@@ -383,3 +385,15 @@ def test_a_server_name_cannot_write_profile_keys_through_the_header(home: Home, 
 
     profile = read_profile_file(home.profiles / f"{outcome.profile}.yaml")
     assert profile.mounts == ()
+
+
+@pytest.mark.parametrize("arg", ["~/.ssh", "~/.aws/credentials", "~", "~/.config"])
+def test_a_config_cannot_get_credentials_mounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arg: str) -> None:
+    # A project's .mcp.json is somebody else's text: naming ~/.ssh must not hand it to their server.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "credentials").write_text("x")
+    (tmp_path / ".config" / "gcloud").mkdir(parents=True)
+    with pytest.raises(Untranslatable, match="credentials"):
+        translate("s", {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", arg]}, name="s")
