@@ -397,3 +397,46 @@ def test_a_config_cannot_get_credentials_mounted(tmp_path: Path, monkeypatch: py
     (tmp_path / ".config" / "gcloud").mkdir(parents=True)
     with pytest.raises(Untranslatable, match="credentials"):
         translate("s", {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", arg]}, name="s")
+
+
+def test_a_short_token_is_sealed_where_it_stands_and_nowhere_else(home: Home, tmp_path: Path) -> None:
+    # "postgres" is the password, and also the package's and the database's name.
+    place = Place(tmp_path / "user", "linux", {}, tmp_path / "project")
+    path = config_files("claude-desktop", place)[0].path
+    path.parent.mkdir(parents=True)
+    args = ["-y", "@modelcontextprotocol/server-postgres", "postgresql://app@localhost/postgres"]
+    original = json.dumps(
+        {"mcpServers": {"postgres": {"command": "npx", "args": args, "env": {"PGPASSWORD": "postgres"}}}}
+    )
+    path.write_text(original)
+    stored: dict[str, str] = {}
+    install("claude-desktop", place=place, store=stored.__setitem__, executable=EXE)
+    stored["postgres.PGPASSWORD"] = "rotated"  # `mcpbox secret set` since: the new value goes back
+    uninstall("claude-desktop", place=place, load=stored.get)
+    assert json.loads(path.read_text()) == json.loads(
+        original.replace('"PGPASSWORD": "postgres"', '"PGPASSWORD": "rotated"')
+    )
+
+
+def test_a_failed_config_write_leaves_nothing_uninstall_would_misread(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mcpbox.clients.install as installing
+
+    place, path, stored = desktop
+    run_install(desktop, only="time")
+    written = path.read_bytes()
+    real_write = installing.write_atomic
+
+    def disk_full(target: Path, data: bytes, mode: int) -> None:
+        if target == path:
+            raise OSError(28, "No space left on device")
+        real_write(target, data, mode)
+
+    monkeypatch.setattr(installing, "write_atomic", disk_full)
+    with pytest.raises(OSError):
+        run_install(desktop)  # moves the GitHub token, then cannot write the config
+    monkeypatch.setattr(installing, "write_atomic", real_write)
+    assert path.read_bytes() == written
+    uninstall("claude-desktop", place=place, load=stored.get)
+    assert path.read_text() == ORIGINAL  # the token back, no marker

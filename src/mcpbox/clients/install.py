@@ -288,7 +288,11 @@ def install_file(
 
     record = read_record(config) or {"path": str(config.path.absolute()), "profiles": [], "secrets": []}
     record_path, backup_path = _record_paths(config)
-    _keep_originals(backup_path, raw, record, planned, outcomes)
+    backup = _keep_originals(backup_path, raw, record, planned, outcomes)
+    # The record first: a backup whose markers no record maps back would make uninstall write them
+    # into the config. Then the backup, then the config; a failure in between leaves what was.
+    _write_private(record_path, json.dumps(record, indent=1).encode() + b"\n")
+    _write_private(backup_path, backup)
     new = replace_values(text, changes).encode("utf-8")
     if raw.startswith(b"\xef\xbb\xbf"):
         new = b"\xef\xbb\xbf" + new
@@ -307,11 +311,14 @@ def _keep_originals(
     record: dict[str, Any],
     planned: list[tuple[KeyPath, str, dict[str, Any], Translation]],
     outcomes: list[Outcome],
-) -> None:
-    """What uninstall needs, with every token just moved to the keyring replaced by a marker (the
-    keyring is then the only place on disk that holds it): the whole original file, kept once (later
-    installs must not overwrite it), and each rewritten entry as it was, by key path, for a file the
-    client changed since (Claude Code writes its own state into ~/.claude.json all the time)."""
+) -> bytes:
+    """What uninstall needs, into ``record``, and the backup's new bytes (the caller writes both).
+
+    The whole original file, kept once (later installs must not overwrite it), and each rewritten
+    entry as it was, by key path, for a file the client changed since (Claude Code writes its own
+    state into ~/.claude.json all the time). In both, each env value just moved to the keyring is
+    replaced by a marker, at its own key path only (a short token such as "postgres" may be spelled
+    elsewhere in the file too): the keyring is the only place on disk that holds it."""
     if backup_path.exists() and hashlib.sha256(raw).hexdigest() != record.get("written_sha256"):
         # Changed between two installs (a server added, say): the first original alone no longer
         # gives back what this file held, so uninstall restores entry by entry from now on.
@@ -319,40 +326,57 @@ def _keep_originals(
     record.setdefault("seal", os.urandom(8).hex())
     record.setdefault("sealed", [])
     record.setdefault("entries", [])
-    moved = [value for *_, t in planned for value in t.secrets.values()]
     backup = backup_path.read_bytes() if backup_path.exists() else raw
-    backup, sealed, missed = seal(backup, record["seal"], moved, len(record["sealed"]))
-    record["sealed"] += sealed
-    _write_private(backup_path, backup)
+    moved = {
+        (*key_path, "env", var): entry_name
+        for key_path, _, _, translation in planned
+        for var, (entry_name, _) in translation.secrets.items()
+    }
+    backup, missed = _seal_values(backup, moved, record)
     for key_path, _, entry, translation in planned:
-        was = json.dumps(entry, ensure_ascii=False).encode()
-        was, sealed, _ = seal(was, record["seal"], list(translation.secrets.values()), len(record["sealed"]))
-        record["sealed"] += sealed
-        record["entries"].append({"path": list(key_path), "profile": translation.name, "original": was.decode()})
+        was = json.loads(json.dumps(entry))
+        for var, (entry_name, _) in translation.secrets.items():
+            was["env"][var] = _marker(record, entry_name, ascii_only=False)
+        record["entries"].append(
+            {"path": list(key_path), "profile": translation.name, "original": json.dumps(was, ensure_ascii=False)}
+        )
     for outcome in outcomes:
         if set(outcome.secrets) & missed:
-            note = "a token is spelled with JSON escapes in the file, so the private backup still holds it"
+            note = "a token is spelled with unusual JSON escapes in the file, so the private backup still holds it"
             outcome.notes = (*outcome.notes, note)
+    return backup
 
 
-def seal(
-    data: bytes, nonce: str, moved: list[tuple[str, str]], start: int
-) -> tuple[bytes, list[dict[str, Any]], set[str]]:
-    """``data`` with each (keyring entry, value) in ``moved`` replaced, as spelled in JSON, by a marker
-    no file holds by chance; the markers made, and the entries whose value was not found."""
-    sealed: list[dict[str, Any]] = []
+def _marker(record: dict[str, Any], entry: str, *, ascii_only: bool) -> str:
+    """A new marker for the keyring entry ``entry``; fixed width, so none is the start of another."""
+    marker = f"mcpbox-sealed-{record['seal']}-{len(record['sealed']):06d}"
+    record["sealed"].append({"entry": entry, "marker": marker, "ascii": ascii_only})
+    return marker
+
+
+def _seal_values(data: bytes, moved: dict[KeyPath, str], record: dict[str, Any]) -> tuple[bytes, set[str]]:
+    """``data`` (a JSON file) with the string at each key path of ``moved`` replaced by a marker for
+    its keyring entry; the entries whose spelling there is not one unseal can write back."""
+    bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+    text = data[len(bom) :].decode("utf-8")
+    parsed = json.loads(text)
+    spans = value_spans(text)
     missed: set[str] = set()
-    for entry, value in moved:
-        forms = {json.dumps(value, ensure_ascii=flag)[1:-1].encode(): flag for flag in (True, False)}
-        found = [(form, flag) for form, flag in forms.items() if form and form in data]
-        if not found:
+    edits: list[tuple[int, int, str]] = []
+    for key_path, entry in moved.items():
+        if key_path not in spans:
+            continue  # not in this (older) original: the server came later
+        start, end = spans[key_path]
+        value = _at(parsed, key_path)
+        spelled = {json.dumps(value, ensure_ascii=flag): flag for flag in (False, True)}
+        if not isinstance(value, str) or text[start:end] not in spelled:
             missed.add(entry)
-        for form, flag in found:
-            # Fixed width: no marker is the start of another (…-1 and …-10 would be).
-            marker = f"mcpbox-sealed-{nonce}-{start + len(sealed):06d}"
-            data = data.replace(form, marker.encode())
-            sealed.append({"entry": entry, "marker": marker, "ascii": flag})
-    return data, sealed, missed
+            continue
+        marker = _marker(record, entry, ascii_only=spelled[text[start:end]])
+        edits.append((start, end, f'"{marker}"'))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return bom + text.encode("utf-8"), missed
 
 
 def unseal(data: bytes, sealed: list[dict[str, Any]], load: Callable[[str], str | None], file: Path) -> bytes:
