@@ -387,16 +387,53 @@ def test_a_server_name_cannot_write_profile_keys_through_the_header(home: Home, 
     assert profile.mounts == ()
 
 
-@pytest.mark.parametrize("arg", ["~/.ssh", "~/.aws/credentials", "~", "~/.config"])
-def test_a_config_cannot_get_credentials_mounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arg: str) -> None:
+@pytest.mark.parametrize("arg", ["~/.ssh", "~/.aws/credentials", "~", "~/.config", "~/.SSH"])
+def test_a_config_cannot_get_credentials_mounted(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arg: str
+) -> None:
     # A project's .mcp.json is somebody else's text: naming ~/.ssh must not hand it to their server.
+    user = tmp_path / "user"
+    monkeypatch.setenv("HOME", str(user))
+    (user / ".ssh").mkdir(parents=True)
+    (user / ".SSH").mkdir()
+    (user / ".aws").mkdir()
+    (user / ".aws" / "credentials").write_text("x")
+    (user / ".config" / "gcloud").mkdir(parents=True)
+    place = Place(user, "linux", {}, tmp_path / "project")
+    path = config_files("claude-code", place)[1].path  # the project's .mcp.json
+    path.parent.mkdir(parents=True)
+    entry = {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", arg]}
+    path.write_text(json.dumps({"mcpServers": {"fs": entry}}))
+    [outcome] = install("claude-code", place=place, executable=EXE)
+    # (The whole home folder also holds the rootless Docker socket's path: refused for either reason.)
+    assert outcome.action == "left" and ("credentials" in outcome.reason or "control socket" in outcome.reason)
+
+
+def test_a_credentials_mount_a_person_wrote_loads_and_a_later_symlink_swap_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcpbox.errors import ProfileError
+    from mcpbox.profile.load import read_profile_file
+
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".ssh").mkdir()
-    (tmp_path / ".aws").mkdir()
-    (tmp_path / ".aws" / "credentials").write_text("x")
-    (tmp_path / ".config" / "gcloud").mkdir(parents=True)
-    with pytest.raises(Untranslatable, match="credentials"):
-        translate("s", {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", arg]}, name="s")
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    said = {"name": "p", "image": "x:1", "mounts": [{"source": "~/.ssh", "target": "/k", "credentials": True}]}
+    assert read_profile_file(write_yaml(tmp_path / "said.yaml", said)).mounts[0].source == tmp_path / ".ssh"
+    plain = {"name": "p", "image": "x:1", "mounts": [{"source": str(tmp_path / "proj" / "data"), "target": "/d"}]}
+    profile_file = write_yaml(tmp_path / "plain.yaml", plain)
+    read_profile_file(profile_file)
+    (tmp_path / "proj" / "data").rmdir()
+    (tmp_path / "proj" / "data").symlink_to(tmp_path / ".ssh")  # a `git pull` later
+    with pytest.raises(ProfileError, match="credentials"):
+        read_profile_file(profile_file)
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def test_a_short_token_is_sealed_where_it_stands_and_nowhere_else(home: Home, tmp_path: Path) -> None:

@@ -166,48 +166,11 @@ def _mounts(argv: list[str], notes: list[str]) -> list[dict[str, str]]:
         argv[i], path = _host_path(arg)
         if path is None or any(m["source"] == str(path) for m in mounts):
             continue
-        if path.exists():
-            _check_not_credentials(path)
+        if path.exists():  # credential folders are refused by the profile loader (CREDENTIAL_PATHS)
             mounts.append({"source": str(path), "target": str(path), "mode": "ro"})
         else:
             notes.append(f"{path} does not exist here, so it is not mounted")
     return mounts
-
-
-# Where a user's credentials live: a config (a project's .mcp.json may be somebody else's) that
-# names one of these, or a folder holding one, does not get it mounted without a person saying so.
-CREDENTIAL_DIRS = (
-    ".ssh",
-    ".gnupg",
-    ".aws",
-    ".azure",
-    ".kube",
-    ".docker",
-    ".netrc",
-    ".pgpass",
-    ".git-credentials",
-    ".config/gcloud",
-    ".config/gh",
-    ".local/share/keyrings",
-    ".password-store",
-    ".mozilla",
-    ".config/google-chrome",
-    ".config/chromium",
-    ".config/mcpbox",
-    ".local/state/mcpbox",
-)
-
-
-def _check_not_credentials(path: Path) -> None:
-    home = Path.home().resolve()
-    real = path.resolve()
-    for name in CREDENTIAL_DIRS:
-        secret = home / name
-        if real == secret or real in secret.parents or secret in real.parents:
-            raise Untranslatable(
-                f"its arguments name {path}, which is or holds {secret} (credentials); mcpbox does not mount "
-                "that on a config's say-so. Write the profile yourself if the server truly needs it."
-            )
 
 
 def _split_env(env: dict[str, str], name: str) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:

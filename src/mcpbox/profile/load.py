@@ -261,8 +261,33 @@ def _mounts(reader: _Reader, base: Path) -> tuple[Mount, ...]:
     return tuple(mounts)
 
 
+# Where a user's credentials live, under the home folder: a mount that is, holds or lies in one needs
+# `credentials: true` on it, said by a person (a profile from `client install` is made from a config,
+# and a project's .mcp.json is somebody else's text; a folder swapped for a symlink later is caught
+# too, since the check runs at every load).
+CREDENTIAL_PATHS = (
+    ".ssh", ".gnupg", ".aws", ".azure", ".kube", ".docker", ".netrc", ".pgpass", ".git-credentials",
+    ".npmrc", ".pypirc", ".config/pip", ".config/gcloud", ".config/gh", ".local/share/keyrings",
+    ".password-store", ".mozilla", ".config/google-chrome", ".config/chromium", ".claude", ".claude.json",
+    ".config/Claude", ".cursor", ".codeium", ".config/Code", ".vscode",
+)  # fmt: skip
+
+
+def _credentials_in(real: Path) -> Path | None:
+    """The credential folder ``real`` is, holds or lies in (case-insensitively: macOS and Windows
+    disks are), or None."""
+    home = Path.home().resolve()
+    guarded = [home / name for name in CREDENTIAL_PATHS] + [paths.config_dir(), paths.state_dir()]
+    folded = Path(str(real).casefold())
+    for place in guarded:
+        secret = Path(str(place).casefold())
+        if folded == secret or folded in secret.parents or secret in folded.parents:
+            return place
+    return None
+
+
 def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
-    entry.check_keys({"source", "volume", "target", "mode"})
+    entry.check_keys({"source", "volume", "target", "mode", "credentials"})
     source_text = entry.string("source", expected="a host path")
     volume = entry.string("volume", expected="a volume name ([a-z0-9][a-z0-9-]*)")
     target = entry.string("target", expected="an absolute path in the container")
@@ -287,6 +312,12 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
     if not source.exists():
         return Mount(source=source, target=_target(entry, target), mode=access, missing=entry.key("source"))
     real = source.resolve()
+    _check_source(entry, source, real, sockets)
+    return Mount(source=real, target=_target(entry, target), mode=access)
+
+
+def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path]) -> None:
+    """What a host folder may never be, or only when the profile says so."""
     if real == Path("/"):
         entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
     for sock in sockets:
@@ -299,7 +330,16 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
             )
     if stat.S_ISSOCK(real.stat().st_mode):
         entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
-    return Mount(source=real, target=_target(entry, target), mode=access)
+    said = entry.get("credentials")
+    if said not in (None, True, False):
+        entry.fail(entry.key("credentials"), "true or false", said)
+    if (secret := _credentials_in(real)) is not None and said is not True:
+        entry.fail(
+            entry.key("source"),
+            "",
+            why=f"{source} is, holds or lies in {secret}, where credentials live; if the server truly "
+            "needs it, say so with credentials: true on this mount",
+        )
 
 
 def _target(entry: _Reader, target: str) -> str:
