@@ -134,7 +134,7 @@ def _resolved(spec: Build, components: list[dict[str, str]]) -> str:
         # npm: the top-level copy, not one nested under a dependency's own node_modules.
         if spec.npm is not None and item["type"] == "npm" and item.get("path") == f"node_modules/{spec.package}":
             return f"{item['name']}@{item['version']}"
-    return spec.pypi or spec.npm or ""
+    return ""  # not found among what was installed: said as unknown, not guessed from the spec
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:

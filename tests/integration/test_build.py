@@ -176,3 +176,23 @@ def test_base_build_refuses_to_go_on_without_the_archive_keyring(
     with pytest.raises(SandboxError) as refused:
         base.build_base("mcpbox/never-built:test", log=lambda line: pytest.fail(f"started: {line}"))
     assert "debian-archive-keyring" in refused.value.remedy
+
+
+def test_base_build_has_debootstrap_check_the_archive_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the command line is looked at: the build itself runs in `make setup` on every fresh machine.
+    from mcpbox import base
+
+    seen: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def record(argv: list[str], **_: Any) -> None:
+        seen.append(argv)
+        raise Stop
+
+    monkeypatch.setattr("mcpbox.base.subprocess.run", record)
+    with pytest.raises(Stop):
+        base.build_base("mcpbox/never-built:test", log=lambda line: None)
+    [argv] = seen
+    assert argv[0] == "debootstrap" and "--force-check-gpg" in argv and f"--keyring={base.KEYRING}" in argv

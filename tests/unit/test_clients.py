@@ -196,7 +196,7 @@ def test_uninstall_restores_the_original_bytes(home: Home, desktop: tuple[Place,
         uninstall("claude-desktop", place=place)
 
 
-def test_uninstall_refuses_to_drop_later_edits_unless_forced(
+def test_uninstall_force_restores_the_whole_original_over_later_edits(
     home: Home, desktop: tuple[Place, Path, dict[str, str]]
 ) -> None:
     place, path, stored = desktop

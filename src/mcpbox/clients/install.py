@@ -506,11 +506,6 @@ def _restore_file(
         "written_sha256"
     )
     by_entry = (changed or not record.get("pristine", True)) and not force and config.path.exists()
-    if by_entry and not record.get("entries"):
-        raise ClientConfigError(
-            f"{config.path} changed since mcpbox rewrote it; restoring the original would undo those changes.",
-            f"Run `mcpbox client uninstall {config.client} --force` to restore it anyway.",
-        )
     sealed = list(record.get("sealed", []))
 
     def unsealed(data: bytes) -> bytes:
