@@ -167,3 +167,41 @@ def test_a_volume_mcpbox_did_not_make_for_the_profile_is_refused(
         assert client.wait() != 0
     finally:
         docker_api.remove_volume(volume, force=True)
+
+
+def test_preparing_a_volume_runs_nothing_and_leaves_no_anonymous_volume(
+    home: Home, docker_clean: Any, docker_api: Any, tmp_path: Path
+) -> None:
+    """The image's own VOLUMEs would become anonymous volumes of the never-started helper container."""
+    import io
+
+    from mcpbox.profile.load import read_profile_file
+    from mcpbox.sandbox.docker import Engine
+    from mcpbox.sandbox.volumes import ensure_volumes
+
+    dockerfile = b'FROM mcpbox/base:bookworm\nVOLUME /cache\nENTRYPOINT ["sh", "-c", "touch /d/ran"]\n'
+    list(docker_api.build(fileobj=io.BytesIO(dockerfile), tag="mcpbox/volume-test:1", network_mode="none", rm=True))
+    profile_file = tmp_path / "vt.yaml"
+    profile_file.write_text(
+        yaml.safe_dump(
+            {"name": "vt", "image": "mcpbox/volume-test:1", "mounts": [{"volume": "d", "target": "/d", "mode": "rw"}]}
+        )
+    )
+    before = {v["Name"] for v in docker_api.volumes()["Volumes"] or []}
+    try:
+        assert ensure_volumes(Engine(), read_profile_file(profile_file)) == ["mcpbox.vt.d"]
+        after = {v["Name"] for v in docker_api.volumes()["Volumes"] or []}
+        assert after - before == {"mcpbox.vt.d"}, after - before
+        assert ensure_volumes(Engine(), read_profile_file(profile_file)) == []  # made once
+        # Nothing of the image ran: its entrypoint would have left a file in the volume.
+        binds = {"mcpbox.vt.d": {"bind": "/v", "mode": "ro"}}
+        listing = docker_api.create_container(
+            "mcpbox/base:bookworm", ["ls", "-A", "/v"], host_config=docker_api.create_host_config(binds=binds)
+        )
+        docker_api.start(listing["Id"])
+        docker_api.wait(listing["Id"], timeout=30)
+        assert docker_api.logs(listing["Id"]) == b""
+        docker_api.remove_container(listing["Id"], force=True)
+    finally:
+        docker_api.remove_volume("mcpbox.vt.d", force=True)
+        docker_api.remove_image("mcpbox/volume-test:1", force=True)

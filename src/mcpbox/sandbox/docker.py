@@ -230,7 +230,8 @@ class Engine:
             try:
                 yield cid
             finally:
-                _ignore_gone(lambda: self.api.remove_container(cid, force=True))
+                # v=True: an image VOLUME would otherwise leave an anonymous volume behind.
+                _ignore_gone(lambda: self.api.remove_container(cid, force=True, v=True))
 
     def put_archive_mounted(self, image: str, mount: dict[str, Any], path: str, archive: bytes) -> None:
         """Unpack ``archive`` at ``path`` in a container of ``image`` with ``mount``."""
