@@ -419,7 +419,9 @@ def test_a_credentials_mount_a_person_wrote_loads_and_a_later_symlink_swap_is_ca
     (tmp_path / ".ssh").mkdir()
     (tmp_path / "proj" / "data").mkdir(parents=True)
     said = {"name": "p", "image": "x:1", "mounts": [{"source": "~/.ssh", "target": "/k", "credentials": True}]}
-    assert read_profile_file(write_yaml(tmp_path / "said.yaml", said)).mounts[0].source == tmp_path / ".ssh"
+    allowed = read_profile_file(write_yaml(tmp_path / "said.yaml", said))
+    assert allowed.mounts[0].source == tmp_path / ".ssh"
+    assert any("a credentials folder: credentials: true" in item for item in allowed.loosenings())
     plain = {"name": "p", "image": "x:1", "mounts": [{"source": str(tmp_path / "proj" / "data"), "target": "/d"}]}
     profile_file = write_yaml(tmp_path / "plain.yaml", plain)
     read_profile_file(profile_file)

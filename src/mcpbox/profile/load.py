@@ -312,12 +312,12 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
     if not source.exists():
         return Mount(source=source, target=_target(entry, target), mode=access, missing=entry.key("source"))
     real = source.resolve()
-    _check_source(entry, source, real, sockets)
-    return Mount(source=real, target=_target(entry, target), mode=access)
+    credentials = _check_source(entry, source, real, sockets)
+    return Mount(source=real, target=_target(entry, target), mode=access, credentials=credentials)
 
 
-def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path]) -> None:
-    """What a host folder may never be, or only when the profile says so."""
+def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path]) -> bool:
+    """What a host folder may never be, or only when the profile says so; whether it holds credentials."""
     if real == Path("/"):
         entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
     for sock in sockets:
@@ -340,6 +340,7 @@ def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path])
             why=f"{source} is, holds or lies in {secret}, where credentials live; if the server truly "
             "needs it, say so with credentials: true on this mount",
         )
+    return secret is not None
 
 
 def _target(entry: _Reader, target: str) -> str:

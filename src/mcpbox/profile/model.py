@@ -76,6 +76,7 @@ class Mount:
     # A host path that did not exist at load time: the profile still lists, shows and builds, but no
     # session starts until it exists (Profile.check_mounts). Holds the key path, e.g. "mounts[0].source".
     missing: str = ""
+    credentials: bool = False  # a credentials folder, mounted because the profile says `credentials: true`
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ class Profile:
                     f"keeps data in volume {volume_name(self.name, mount.volume)} at {mount.target} ({access})"
                 )
             else:
-                found.append(f"mounts host {mount.source} at {mount.target} ({access})")
+                said = ", a credentials folder: credentials: true" if mount.credentials else ""
+                found.append(f"mounts host {mount.source} at {mount.target} ({access}{said})")
         if self.resources.memory > DEFAULT_MEMORY:
             found.append(f"memory limit {self.resources.memory} bytes is above the default {DEFAULT_MEMORY}")
         if self.resources.cpus > DEFAULT_CPUS:
