@@ -500,3 +500,32 @@ def test_volume_names_of_two_profiles_never_meet() -> None:
     from mcpbox.profile.model import volume_name
 
     assert volume_name("git-hub", "data") != volume_name("git", "hub-data")
+
+
+@pytest.mark.parametrize("case", ["symlinked ~/.ssh", "a key file", "XDG Claude config", "agent socket folder"])
+def test_credentials_are_guarded_however_they_are_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    home, dotfiles, xdg, runtime = tmp_path / "home", tmp_path / "dotfiles", tmp_path / "xdg", tmp_path / "run"
+    for folder in (home, dotfiles / "ssh", xdg / "Claude", runtime / "gnupg"):
+        folder.mkdir(parents=True)
+    (home / ".ssh").symlink_to(dotfiles / "ssh")  # what stow and other dotfile managers make
+    (dotfiles / "ssh" / "id_ed25519").write_text("key")
+    for key, value in {"HOME": home, "XDG_CONFIG_HOME": xdg, "XDG_RUNTIME_DIR": runtime}.items():
+        monkeypatch.setenv(key, str(value))
+    source = {
+        "symlinked ~/.ssh": str(dotfiles / "ssh"),
+        "a key file": "~/.ssh/id_ed25519",
+        "XDG Claude config": str(xdg / "Claude"),
+        "agent socket folder": str(runtime / "gnupg"),
+    }[case]
+    path = write(tmp_path, {**BASE, "mounts": [{"source": source, "target": "/d"}]})
+    with pytest.raises(ProfileError, match="credentials: true"):
+        read_profile_file(path)
+
+
+@pytest.mark.parametrize("said", [1, "yes", 1.0])
+def test_credentials_takes_only_true_or_false(tmp_path: Path, said: Any) -> None:
+    path = write(tmp_path, {**BASE, "mounts": [{"source": "/etc", "target": "/d", "credentials": said}]})
+    with pytest.raises(ProfileError, match=r"mounts\[0\]\.credentials"):
+        read_profile_file(path)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,14 +274,41 @@ CREDENTIAL_PATHS = (
 )  # fmt: skip
 
 
+# The same on macOS, under ~/Library; and what desktop clients keep under XDG_CONFIG_HOME.
+MAC_CREDENTIAL_PATHS = (
+    "Library/Keychains", "Library/Cookies", "Library/Application Support/Claude",
+    "Library/Application Support/Code", "Library/Application Support/Google", "Library/Application Support/Firefox",
+    "Library/Application Support/Cursor",
+)  # fmt: skip
+XDG_CREDENTIAL_PATHS = ("Claude", "Code", "Code - Insiders", "gh", "gcloud", "pip", "chromium", "google-chrome")
+# Agent sockets' folders (under XDG_RUNTIME_DIR): a server there could sign with the user's keys.
+RUNTIME_CREDENTIAL_PATHS = ("keyring", "gnupg", "gcr", "ssh-agent", "openssh_agent", "bus")
+
+
+def _guarded_places() -> list[Path]:
+    home = Path.home()
+    places = [home / name for name in CREDENTIAL_PATHS + MAC_CREDENTIAL_PATHS]
+    places += [paths.config_dir(), paths.state_dir()]
+    if xdg := os.environ.get("XDG_CONFIG_HOME"):
+        places += [Path(xdg) / name for name in XDG_CREDENTIAL_PATHS]
+    runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
+    places += [runtime / name for name in RUNTIME_CREDENTIAL_PATHS]
+    if agent := os.environ.get("SSH_AUTH_SOCK"):
+        places.append(Path(agent).parent)
+    # Each as written and as resolved: ~/.ssh is often a symlink into a dotfiles folder.
+    return [place for written in places for place in (written.absolute(), written.resolve())]
+
+
+def _fold(path: Path) -> Path:
+    """Case- and normalisation-blind: macOS and Windows disks see ~/.SSH and a decomposed é as the same."""
+    return Path(unicodedata.normalize("NFD", str(path)).casefold())
+
+
 def _credentials_in(real: Path) -> Path | None:
-    """The credential folder ``real`` is, holds or lies in (case-insensitively: macOS and Windows
-    disks are), or None."""
-    home = Path.home().resolve()
-    guarded = [home / name for name in CREDENTIAL_PATHS] + [paths.config_dir(), paths.state_dir()]
-    folded = Path(str(real).casefold())
-    for place in guarded:
-        secret = Path(str(place).casefold())
+    """The credential place ``real`` is, holds or lies in, or None."""
+    folded = _fold(real)
+    for place in _guarded_places():
+        secret = _fold(place)
         if folded == secret or folded in secret.parents or secret in folded.parents:
             return place
     return None
@@ -288,6 +316,8 @@ def _credentials_in(real: Path) -> Path | None:
 
 def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
     entry.check_keys({"source", "volume", "target", "mode", "credentials"})
+    if entry.get("credentials") is not None and not isinstance(entry.get("credentials"), bool):
+        entry.fail(entry.key("credentials"), "true or false", entry.get("credentials"))
     source_text = entry.string("source", expected="a host path")
     volume = entry.string("volume", expected="a volume name ([a-z0-9][a-z0-9-]*)")
     target = entry.string("target", expected="an absolute path in the container")
@@ -330,10 +360,7 @@ def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path])
             )
     if stat.S_ISSOCK(real.stat().st_mode):
         entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
-    said = entry.get("credentials")
-    if said not in (None, True, False):
-        entry.fail(entry.key("credentials"), "true or false", said)
-    if (secret := _credentials_in(real)) is not None and said is not True:
+    if (secret := _credentials_in(real)) is not None and entry.get("credentials") is not True:
         entry.fail(
             entry.key("source"),
             "",

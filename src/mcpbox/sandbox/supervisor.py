@@ -65,7 +65,7 @@ class Sandbox:
         owner = current_owner(self.session)
         image = engine.image_config(self.profile.image)  # before anything is made: a missing image costs nothing
         check_pin(self.profile, image.id)  # the image `mcpbox build` pinned, or a refusal saying how to re-pin
-        for volume in ensure_volumes(engine, self.profile):
+        for volume in ensure_volumes(engine, self.profile, image.id or None):
             self.log.event("volume_created", volume=volume, owner=self.profile.user)
         egress = None if self.profile.network.none else self._start_egress(engine, owner)
         body = create_body(self.profile, owner, image, egress=egress)

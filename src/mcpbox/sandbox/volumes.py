@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 LABEL_VOLUME_PROFILE = "mcpbox.volume.profile"
 
 
-def ensure_volumes(engine: Engine, profile: Profile) -> list[str]:
-    """Create the profile's missing volumes, owned by its user (mode 0700); the names created."""
+def ensure_volumes(engine: Engine, profile: Profile, image: str | None = None) -> list[str]:
+    """Create the profile's missing volumes, owned by its user (mode 0700); the names created.
+    ``image``: the id the pin was checked against (the name could be retagged in between)."""
     created = []
     uid, _, gid = profile.user.partition(":")
     for mount in profile.mounts:
@@ -45,7 +46,7 @@ def ensure_volumes(engine: Engine, profile: Profile) -> list[str]:
         engine.create_volume(name, {LABEL_VOLUME_PROFILE: profile.name})
         archive = _owned_dir(mount.target, int(uid), int(gid or uid))
         try:
-            engine.put_archive_mounted(profile.image, mount_body(profile.name, mount), "/", archive)
+            engine.put_archive_mounted(image or profile.image, mount_body(profile.name, mount), "/", archive)
         except BaseException:
             # Left behind, a root-owned volume would be taken as ready by every later run.
             engine.remove_volume(name)
