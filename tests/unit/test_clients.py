@@ -479,3 +479,20 @@ def test_a_failed_config_write_leaves_nothing_uninstall_would_misread(
     assert path.read_bytes() == written
     uninstall("claude-desktop", place=place, load=stored.get)
     assert path.read_text() == ORIGINAL  # the token back, no marker
+
+
+def test_a_deleted_profile_name_is_not_reused_while_a_record_needs_its_token(
+    home: Home, desktop: tuple[Place, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    place, path, stored = desktop
+    run_install(desktop)
+    (home.profiles / "github.yaml").unlink()  # the user deletes a profile; the record still needs its token
+    cursor = config_files("cursor", place)[0].path
+    cursor.parent.mkdir(parents=True)
+    cursor.write_text(
+        json.dumps({"mcpServers": {"GitHub": {"command": "npx", "args": ["-y", "x"], "env": {"TOKEN": "other-value"}}}})
+    )
+    [outcome] = install("cursor", place=place, store=stored.__setitem__, executable=EXE)
+    assert outcome.profile != "github" and stored["github.GITHUB_PERSONAL_ACCESS_TOKEN"] == TOKEN
+    uninstall("claude-desktop", place=place, load=stored.get)
+    assert path.read_text() == ORIGINAL

@@ -199,9 +199,18 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _taken_names() -> set[str]:
+    """Profile names in use: existing profiles, and those any install record still refers to (their
+    keyring entries, PROFILE.VAR, hold tokens that record's uninstall will need, even if the profile
+    file was deleted since)."""
     from mcpbox.profile.load import list_profiles  # noqa: PLC0415 - pulls in yaml checks only when installing
 
-    return {ref.name for ref in list_profiles()}
+    taken = {ref.name for ref in list_profiles()}
+    for record_file in (paths.state_dir() / "clients").glob("*/*.json"):
+        try:
+            taken |= {Path(name).stem for name in json.loads(record_file.read_text(encoding="utf-8"))["profiles"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable: its own uninstall says so
+    return taken
 
 
 def _check_profile(translation: Translation, path: Path) -> None:
