@@ -490,7 +490,17 @@ def test_a_deleted_profile_name_is_not_reused_while_a_record_needs_its_token(
     cursor = config_files("cursor", place)[0].path
     cursor.parent.mkdir(parents=True)
     cursor.write_text(
-        json.dumps({"mcpServers": {"GitHub": {"command": "npx", "args": ["-y", "x"], "env": {"TOKEN": "other-value"}}}})
+        json.dumps(
+            {
+                "mcpServers": {
+                    "GitHub": {
+                        "command": "npx",
+                        "args": ["-y", "x"],
+                        "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "other-value"},
+                    }
+                }
+            }
+        )
     )
     [outcome] = install("cursor", place=place, store=stored.__setitem__, executable=EXE)
     assert outcome.profile != "github" and stored["github.GITHUB_PERSONAL_ACCESS_TOKEN"] == TOKEN
