@@ -253,9 +253,10 @@ def _mounts(reader: _Reader, base: Path) -> tuple[Mount, ...]:
     if not isinstance(raw, list):
         reader.fail("mounts", "a list of {source, target, mode} mappings", raw)
     sockets = _docker_socket_paths()
+    guarded = _guarded_places()  # once per profile, like the sockets: a profile may list many mounts
     mounts: list[Mount] = []
     for index, item in enumerate(raw):
-        mount = _mount(_Reader(reader.file, item, f"mounts[{index}]"), base, sockets)
+        mount = _mount(_Reader(reader.file, item, f"mounts[{index}]"), base, sockets, guarded)
         if any(m.target == mount.target for m in mounts):
             reader.fail(f"mounts[{index}].target", "", why=f"{mount.target} is already the target of another mount")
         mounts.append(mount)
@@ -304,22 +305,22 @@ def _fold(path: Path) -> Path:
     return Path(unicodedata.normalize("NFD", str(path)).casefold())
 
 
-def _credentials_in(real: Path) -> Path | None:
-    """The credential place ``real`` is, holds or lies in, or None."""
+def _credentials_in(real: Path, guarded: list[Path]) -> Path | None:
+    """The credential place (of ``guarded``) ``real`` is, holds or lies in, or None."""
     folded = _fold(real)
-    for place in _guarded_places():
+    for place in guarded:
         secret = _fold(place)
         if folded == secret or folded in secret.parents or secret in folded.parents:
             return place
     return None
 
 
-def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
+def _mount(entry: _Reader, base: Path, sockets: list[Path], guarded: list[Path]) -> Mount:
     entry.check_keys({"source", "volume", "target", "mode", "credentials"})
     if entry.get("credentials") is not None and not isinstance(entry.get("credentials"), bool):
         entry.fail(entry.key("credentials"), "true or false", entry.get("credentials"))
     source_text = entry.string("source", expected="a host path")
-    volume = entry.string("volume", expected="a volume name ([a-z0-9][a-z0-9-]*)")
+    volume = entry.string("volume", pattern=NAME_RE, expected="a volume name of a-z, 0-9 and -, not starting with -")
     target = entry.string("target", expected="an absolute path in the container")
     mode = entry.string("mode", default="ro")
     if (source_text is None) == (volume is None):
@@ -330,8 +331,6 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
         entry.fail(entry.key("mode"), "ro or rw", mode)
     access: MountMode = "rw" if mode == "rw" else "ro"
     if volume is not None:
-        if not NAME_RE.match(volume):
-            entry.fail(entry.key("volume"), "a name of a-z, 0-9 and -, starting with a letter or digit", volume)
         if access != "rw":
             # A volume holds only what the server wrote into it: read-only, it would stay empty.
             entry.fail(entry.key("mode"), "", why="a volume is the server's own storage: give it mode: rw")
@@ -342,11 +341,11 @@ def _mount(entry: _Reader, base: Path, sockets: list[Path]) -> Mount:
     if not source.exists():
         return Mount(source=source, target=_target(entry, target), mode=access, missing=entry.key("source"))
     real = source.resolve()
-    credentials = _check_source(entry, source, real, sockets)
+    credentials = _check_source(entry, source, real, sockets, guarded)
     return Mount(source=real, target=_target(entry, target), mode=access, credentials=credentials)
 
 
-def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path]) -> bool:
+def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path], guarded: list[Path]) -> bool:
     """What a host folder may never be, or only when the profile says so; whether it holds credentials."""
     if real == Path("/"):
         entry.fail(entry.key("source"), "", why="mounting the host's root filesystem is never allowed")
@@ -360,7 +359,7 @@ def _check_source(entry: _Reader, source: Path, real: Path, sockets: list[Path])
             )
     if stat.S_ISSOCK(real.stat().st_mode):
         entry.fail(entry.key("source"), "", why=f"{source} is a socket; sockets to host services are never mounted")
-    if (secret := _credentials_in(real)) is not None and entry.get("credentials") is not True:
+    if (secret := _credentials_in(real, guarded)) is not None and entry.get("credentials") is not True:
         entry.fail(
             entry.key("source"),
             "",
