@@ -303,8 +303,7 @@ def install_file(
     _write_private(record_path, json.dumps(record, indent=1).encode() + b"\n")
     _write_private(backup_path, backup)
     new = replace_values(text, changes).encode("utf-8")
-    if raw.startswith(b"\xef\xbb\xbf"):
-        new = b"\xef\xbb\xbf" + new
+    new = _bom(raw) + new
     write_atomic(config.path, new, config.path.stat().st_mode)
     done = [o for o in outcomes if o.action == "sandboxed"]
     record["profiles"] += [str(paths.user_profiles_dir() / f"{o.profile}.yaml") for o in done]
@@ -366,7 +365,7 @@ def _marker(record: dict[str, Any], entry: str, *, ascii_only: bool) -> str:
 def _seal_values(data: bytes, moved: dict[KeyPath, str], record: dict[str, Any]) -> tuple[bytes, set[str]]:
     """``data`` (a JSON file) with the string at each key path of ``moved`` replaced by a marker for
     its keyring entry; the entries whose spelling there is not one unseal can write back."""
-    bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+    bom = _bom(data)
     text = data[len(bom) :].decode("utf-8")
     parsed = json.loads(text)
     spans = value_spans(text)
@@ -412,18 +411,22 @@ def _restore_entries(
     was before (``unsealed`` puts its tokens back); everything else as the client left it. Also the
     servers left alone."""
     raw, data = read_config(path)
-    current = dict(value_spans(raw.decode("utf-8-sig")))
     changes: dict[KeyPath, Any] = {}
     left: list[str] = []
     for item in entries:
         key_path = tuple(item["path"])
-        if key_path in current and sandboxed_profile(_at(data, key_path)) == item["profile"]:
+        # Still there and still mcpbox's (sandboxed_profile of a missing entry is None).
+        if sandboxed_profile(_at(data, key_path)) == item["profile"]:
             changes[key_path] = json.loads(unsealed(str(item["original"]).encode()))
         else:
             left.append(key_path[-1])
     text = replace_values(raw.decode("utf-8-sig"), changes)
-    bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
-    return bom + text.encode("utf-8"), left
+    return _bom(raw) + text.encode("utf-8"), left
+
+
+def _bom(data: bytes) -> bytes:
+    """The UTF-8 byte-order mark ``data`` starts with (Windows editors write one), kept on rewrite."""
+    return b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
 
 
 def _at(data: Any, key_path: KeyPath) -> Any:
