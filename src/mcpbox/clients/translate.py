@@ -17,6 +17,7 @@ from typing import Any
 from mcpbox._text import visible
 from mcpbox.errors import MCPBoxError, UsageError
 from mcpbox.profile.load import NPM_RE, PYPI_RE
+from mcpbox.profile.model import split_npm
 from mcpbox.secrets.store import check_value
 
 NAME_RE = re.compile(r"[^a-z0-9]+")
@@ -59,12 +60,6 @@ def profile_name(server: str, taken: set[str]) -> str:
 
 def looks_secret(var: str, value: str) -> bool:
     return bool(SECRET_NAME_RE.search(var) or SECRET_VALUE_RE.match(value.strip()))
-
-
-def split_npm(spec: str) -> tuple[str, str | None]:
-    """``@scope/pkg@1.2`` -> (``@scope/pkg``, ``1.2``)."""
-    at = spec.find("@", 1)
-    return (spec, None) if at < 0 else (spec[:at], spec[at + 1 :])
 
 
 def npm_bin(package: str) -> str:

@@ -98,9 +98,7 @@ class Build:
         """The server package's name, without version clauses or extras (PyPI names normalized)."""
         if self.pypi is not None:
             return re.split(r"[\s\[<>=!~;]", self.pypi, maxsplit=1)[0].replace("_", "-").replace(".", "-").lower()
-        spec = self.npm or ""
-        at = spec.find("@", 1)  # a scope's leading @ is part of the name
-        return spec if at < 0 else spec[:at]
+        return split_npm(self.npm or "")[0]
 
 
 @dataclass(frozen=True)
@@ -317,3 +315,9 @@ def volume_name(profile: str, volume: str) -> str:
     two profiles never share data by choosing the same short name. The dots cannot occur in either
     name: `git-hub` + `data` and `git` + `hub-data` stay two volumes."""
     return f"mcpbox.{profile}.{volume}"
+
+
+def split_npm(spec: str) -> tuple[str, str | None]:
+    """``@scope/pkg@1.2`` -> (``@scope/pkg``, ``1.2``): a scope's leading @ is part of the name."""
+    at = spec.find("@", 1)
+    return (spec, None) if at < 0 else (spec[:at], spec[at + 1 :])
